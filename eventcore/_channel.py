@@ -1,0 +1,73 @@
+"""The bounded per-type queue and the overflow policies.
+
+A channel is a ``deque`` with a size bound and a line of publishers waiting for
+room. It never yields on its own: ``publish`` appends while there is room and
+waits only when the queue is full, and a worker takes an event out only when
+its handling starts, so the bound holds for everything not yet being handled
+(no hidden batch buffer between queue and handler).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any
+
+import anyio
+
+
+class Overflow(enum.Enum):
+    """What ``publish`` does when the event type's queue is full.
+
+    The queue size is the backpressure knob: a full queue is the signal that
+    handlers cannot keep up, and the policy says who pays for it.
+    """
+
+    #: The publisher waits for room (``timeout=`` bounds the wait: ``PublishTimeout``).
+    BLOCK = "block"
+    #: The new event is refused: ``publish`` returns ``False`` and ``on_drop`` is told.
+    DROP_NEWEST = "drop_newest"
+    #: The oldest queued event is evicted to ``on_drop``; the new one is accepted.
+    DROP_OLDEST = "drop_oldest"
+    #: ``publish`` raises :class:`~eventcore.QueueFull`.
+    RAISE = "raise"
+
+
+class Channel:
+    """A bounded FIFO of accepted events plus the publishers waiting for room."""
+
+    __slots__ = ("items", "maxsize", "overflow", "putters")
+
+    def __init__(self, maxsize: int, overflow: Overflow) -> None:
+        self.items: deque[Any] = deque()
+        self.maxsize = maxsize
+        self.overflow = overflow
+        #: one event per publisher blocked on a full queue, oldest first
+        self.putters: deque[anyio.Event] = deque()
+
+    def full(self) -> bool:
+        """Whether a new event would exceed the bound."""
+        return len(self.items) >= self.maxsize
+
+    def wake_putter(self) -> None:
+        """Tell the longest-waiting blocked publisher that room may have appeared."""
+        if self.putters:
+            self.putters.popleft().set()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue has room. Cancellation-safe: a wake-up is never lost.
+
+        The caller appends right after this returns, without yielding in between.
+        """
+        while len(self.items) >= self.maxsize:
+            room = anyio.Event()
+            self.putters.append(room)
+            try:
+                await room.wait()
+            except BaseException:
+                if room.is_set():
+                    # We were told about room but will not use it: pass it on.
+                    self.wake_putter()
+                else:
+                    self.putters.remove(room)
+                raise

@@ -1,0 +1,56 @@
+"""The exception hierarchy. Every error eventcore raises derives from :class:`EventcoreError`.
+
+::
+
+    EventcoreError
+    ├── InvalidEvent (TypeError)        publish() got None, a class, or a builtin value
+    ├── InvalidHandler (TypeError)      subscribe() got something that is not an async callable
+    ├── InvalidConfiguration (ValueError)  a bad queue_size, concurrency, timeout, ...
+    ├── DispatcherClosed (RuntimeError) publish before ``async with`` or after it ended
+    ├── QueueFull                       the queue is full under Overflow.RAISE or publish_nowait
+    └── PublishTimeout (TimeoutError)   no room appeared within ``timeout=`` under Overflow.BLOCK
+"""
+
+from __future__ import annotations
+
+
+class EventcoreError(Exception):
+    """Base class of every error raised by eventcore."""
+
+
+class InvalidEvent(EventcoreError, TypeError):
+    """:meth:`~eventcore.Dispatcher.publish` was given something that is not an event."""
+
+
+class InvalidHandler(EventcoreError, TypeError):
+    """A handler passed to ``subscribe``/``on`` is not an ``async def`` callable."""
+
+
+class InvalidConfiguration(EventcoreError, ValueError):
+    """A configuration value is out of range or of the wrong type."""
+
+
+class DispatcherClosed(EventcoreError, RuntimeError):
+    """The dispatcher is not running: it was never started, or it is closing or closed."""
+
+
+class QueueFull(EventcoreError):
+    """The event type's queue is full and the publish was not allowed to wait.
+
+    :ivar event_type: the type whose queue was full
+    """
+
+    def __init__(self, message: str, event_type: type) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+
+
+class PublishTimeout(EventcoreError, TimeoutError):
+    """A blocking publish found no room in the queue within its timeout.
+
+    :ivar event_type: the type whose queue stayed full
+    """
+
+    def __init__(self, message: str, event_type: type) -> None:
+        super().__init__(message)
+        self.event_type = event_type

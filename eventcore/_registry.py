@@ -1,0 +1,100 @@
+"""Subscriptions by event type, resolved along the MRO with a cache.
+
+A subscription to ``Base`` receives every event whose class has ``Base`` in its
+MRO. Resolution walks the MRO once per concrete event class and caches the
+result; every subscribe or unsubscribe clears the cache and bumps ``version``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic
+
+from ._errors import InvalidHandler
+from ._types import E, Filter, Handler
+
+if TYPE_CHECKING:
+    from ._dispatcher import Dispatcher
+
+
+class Subscription(Generic[E]):
+    """A handler registered for an event type (and its subclasses), with an optional filter."""
+
+    __slots__ = ("_owner", "event_type", "filter", "handler")
+
+    def __init__(
+        self,
+        owner: Dispatcher,
+        event_type: type[E],
+        handler: Handler[E],
+        filter: Filter[E] | None,
+    ) -> None:
+        self._owner: Dispatcher | None = owner
+        self.event_type = event_type
+        self.handler = handler
+        self.filter = filter
+
+    @property
+    def active(self) -> bool:
+        """Whether the subscription still receives events."""
+        return self._owner is not None
+
+    def unsubscribe(self) -> None:
+        """Stop receiving events, including those already queued. Idempotent."""
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._registry.remove(self)
+            owner._subscriptions_changed()
+
+    def __repr__(self) -> str:
+        name = getattr(self.handler, "__qualname__", repr(self.handler))
+        state = "" if self.active else ", inactive"
+        return f"<Subscription {self.event_type.__qualname__} -> {name}{state}>"
+
+
+def check_handler(handler: Callable[..., Any]) -> None:
+    """Refuse anything that is not an async callable, with a message that says what to do."""
+    if inspect.iscoroutinefunction(handler):
+        return
+    call = getattr(type(handler), "__call__", None)  # noqa: B004 - instances with async __call__
+    if not isinstance(handler, type) and inspect.iscoroutinefunction(call):
+        return
+    raise InvalidHandler(
+        f"handler {handler!r} is not an async callable: eventcore awaits every handler on "
+        "the event loop, so a blocking function would stall every other handler. Write it "
+        "as `async def`, or wrap blocking work with `await anyio.to_thread.run_sync(...)`."
+    )
+
+
+class Registry:
+    """All subscriptions, in the order they were made, and the MRO resolution cache."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription[Any]] = []
+        self._cache: dict[type, tuple[Subscription[Any], ...]] = {}
+
+    def add(self, subscription: Subscription[Any]) -> None:
+        """Register *subscription* after every existing one."""
+        self._subscriptions.append(subscription)
+        self._cache.clear()
+
+    def remove(self, subscription: Subscription[Any]) -> None:
+        """Forget *subscription* (no error when it is already gone)."""
+        try:
+            self._subscriptions.remove(subscription)
+        except ValueError:
+            return
+        self._cache.clear()
+
+    def resolve(self, event_class: type) -> tuple[Subscription[Any], ...]:
+        """The subscriptions that receive events of *event_class*, in subscription order."""
+        found = self._cache.get(event_class)
+        if found is None:
+            mro = set(event_class.__mro__)
+            found = tuple(s for s in self._subscriptions if s.event_type in mro)
+            self._cache[event_class] = found
+        return found
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)
