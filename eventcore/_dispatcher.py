@@ -308,6 +308,7 @@ class Dispatcher:
         try:
             with anyio.fail_after(timeout):
                 await channel.wait_for_room()
+            self._enqueue(group, item)  # before any other await: the room is ours now
         except TimeoutError:
             group.refused += 1
             raise PublishTimeout(
@@ -318,7 +319,6 @@ class Dispatcher:
             ) from None
         finally:
             await pool.end_wait(slot, group, lent)
-        self._enqueue(group, item)
         return True
 
     def _overflow(self, group: TypeGroup, item: object) -> bool:
@@ -404,6 +404,7 @@ class Dispatcher:
         assert stack is not None
         assert pool is not None
         self._phase = _Phase.CLOSING
+        abandoned_before = sum(g.abandoned for g in self._groups.values())
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_timeout):
                 await self.drain()
@@ -415,27 +416,27 @@ class Dispatcher:
             self._pool = None
             self._exit_stack = None
             self._abandon_queued()
+            lost = sum(g.abandoned for g in self._groups.values()) - abandoned_before
+            if lost:
+                logger.warning(
+                    "shutdown_timeout (%s s) ran out: %d accepted event(s) were not handled "
+                    "(counted as abandoned in stats(), passed to on_drop if set)",
+                    self.shutdown_timeout,
+                    lost,
+                )
 
     def _abandon_queued(self) -> None:
         """Report every event still queued after shutdown; nothing is lost silently."""
-        lost = 0
         for group in self._groups.values():
             group.channel.putters.clear()
             while group.items:
                 item = group.items.popleft()
                 group.abandoned += 1
-                lost += 1
                 self._reporter.dropped(item, DropReason.SHUTDOWN)
             group.workers = 0
             group.idle.clear()
             group.blocked_on.clear()
             group.slot_waiters.clear()
-        if lost:
-            logger.warning(
-                "shutdown_timeout (%s s) ran out: %d queued event(s) were not handled",
-                self.shutdown_timeout,
-                lost,
-            )
 
 
 def _snapshot(group: TypeGroup) -> TypeStats:
