@@ -23,6 +23,7 @@ from ._types import DropReason as DropReason
 from ._version import __version__ as __version__
 
 __all__ = [
+    "Dispatcher",
     "DispatcherClosed",
     "DropReason",
     "EventcoreError",

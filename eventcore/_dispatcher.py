@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -85,6 +86,7 @@ class Dispatcher:
         self._pool: WorkerPool | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread: int | None = None
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -254,6 +256,11 @@ class Dispatcher:
         token = self._token
         if token is None:
             raise DispatcherClosed(self._closed_message())
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError(
+                "publish_threadsafe() was called on the event loop's own thread, where it would "
+                "block the loop: use `await publish(...)` or `publish_nowait(...)` there"
+            )
         return anyio.from_thread.run(self._publish_kw, event, timeout, token=token)
 
     async def _publish_kw(self, event: object, timeout: float | None) -> bool:
@@ -308,6 +315,9 @@ class Dispatcher:
         try:
             with anyio.fail_after(timeout):
                 await channel.wait_for_room()
+            if self._pool is None:  # woken by shutdown, not by room
+                group.refused += 1
+                raise DispatcherClosed(self._closed_message())
             self._enqueue(group, item)  # before any other await: the room is ours now
         except TimeoutError:
             group.refused += 1
@@ -390,6 +400,7 @@ class Dispatcher:
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._pool = WorkerPool(task_group, self._reporter, self._max_idle_workers)
             self._token = anyio.lowlevel.current_token()
+            self._loop_thread = threading.get_ident()
             self._phase = _Phase.RUNNING
             self._exit_stack = stack.pop_all()
         return self
@@ -428,7 +439,8 @@ class Dispatcher:
     def _abandon_queued(self) -> None:
         """Report every event still queued after shutdown; nothing is lost silently."""
         for group in self._groups.values():
-            group.channel.putters.clear()
+            while group.channel.putters:  # blocked publishers get DispatcherClosed
+                group.channel.wake_putter()
             while group.items:
                 item = group.items.popleft()
                 group.abandoned += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from eventcore import Dispatcher, Overflow
@@ -24,8 +25,8 @@ class Meter:
         self.running += 1
         self.peak = max(self.peak, self.running)
         self.seen.append(event.n)
-        await anyio.sleep(0)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         self.running -= 1
 
 
@@ -55,7 +56,7 @@ async def test_concurrency_one_keeps_accepted_order() -> None:
 
     async def record(event: Base) -> None:
         one.append(event.n)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     bus = Dispatcher(queue_size=3)
     bus.subscribe(Base, record)

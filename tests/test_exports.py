@@ -1,0 +1,18 @@
+"""The public API is exactly what ``__all__`` says, and every name is documented."""
+
+from __future__ import annotations
+
+import eventcore
+
+
+def test_all_names_exist_and_come_from_private_modules() -> None:
+    for name in eventcore.__all__:
+        obj = getattr(eventcore, name)
+        if name != "__version__":
+            assert obj.__module__.startswith("eventcore._"), name
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_no_public_name_is_left_out_of_all() -> None:
+    public = {n for n in vars(eventcore) if not n.startswith("_")}
+    assert public == set(eventcore.__all__) - {"__version__"}
