@@ -126,9 +126,10 @@ def _note_peak(bus: Dispatcher, report: DemoReport, event_type: type) -> None:
 
 async def _orders(bus: Dispatcher, report: DemoReport, seconds: float) -> None:
     end = time.monotonic() + seconds
-    n = 0
+    n = rounds = 0
     while time.monotonic() < end:
-        burst = 200 if int(time.monotonic() * 2) % 4 == 0 else 5
+        burst = 200 if rounds % 25 == 0 else 5  # a rush every ~0.3 s, the first at once
+        rounds += 1
         for _ in range(burst):
             n += 1
             started = time.monotonic()
