@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest contract bench bench-quick clean
+.PHONY: demo test lint typecheck pytest contract bench bench-quick bench-profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,24 @@ pytest: $(STAMP)
 # The long hypothesis profile of the contract suite (tests/contract).
 contract: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/contract -m contract -p no:timeout --hypothesis-show-statistics -q
+
+# Benchmarks (issue 6): eventcore beside bare asyncio/anyio loops and peer libraries.
+# The peers are bench-only dependencies: the `bench` dependency group.
+$(VENV)/.bench-installed: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --group bench
+	touch $@
+
+# Whole run (< 10 min on 2 cores): writes bench/RESULTS.md, bench/results.png, bench/out/*.json.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run
+
+# Fewer events and rounds (< 1 min): writes into bench/out/ only.
+bench-quick: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run --quick
+
+# cProfile of eventcore's hot path: bench/out/profile-*.txt.
+bench-profile: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
