@@ -5,38 +5,66 @@ publish(event)`` routes each event into the bounded queue of its type, drained b
 that type's workers under its concurrency limit. Runs on asyncio, uvloop and trio.
 """
 
+from ._authorization import Grants as Grants
+from ._authorization import Policy as Policy
+from ._authorization import Principal as Principal
+from ._authorization import acting_as as acting_as
+from ._authorization import current_principal as current_principal
 from ._channel import Overflow as Overflow
+from ._config import Retry as Retry
 from ._config import TypeConfig as TypeConfig
+from ._deadletters import DeadLetter as DeadLetter
+from ._deadletters import DeadLetterReason as DeadLetterReason
 from ._delivery import HandlerResult as HandlerResult
 from ._delivery import Outcome as Outcome
 from ._dispatcher import Dispatcher as Dispatcher
 from ._errors import DispatcherClosed as DispatcherClosed
 from ._errors import EventcoreError as EventcoreError
+from ._errors import HandlerTimeout as HandlerTimeout
 from ._errors import InvalidConfiguration as InvalidConfiguration
 from ._errors import InvalidEvent as InvalidEvent
 from ._errors import InvalidHandler as InvalidHandler
 from ._errors import PublishTimeout as PublishTimeout
 from ._errors import QueueFull as QueueFull
+from ._errors import Unauthorized as Unauthorized
+from ._middleware import CallNext as CallNext
+from ._middleware import HandleMiddleware as HandleMiddleware
+from ._middleware import PublishMiddleware as PublishMiddleware
 from ._registry import Subscription as Subscription
 from ._stats import TypeStats as TypeStats
 from ._types import DropReason as DropReason
+from ._types import Lifecycle as Lifecycle
 from ._version import __version__ as __version__
 
 __all__ = [
+    "CallNext",
+    "DeadLetter",
+    "DeadLetterReason",
     "Dispatcher",
     "DispatcherClosed",
     "DropReason",
     "EventcoreError",
+    "Grants",
+    "HandleMiddleware",
     "HandlerResult",
+    "HandlerTimeout",
     "InvalidConfiguration",
     "InvalidEvent",
     "InvalidHandler",
+    "Lifecycle",
     "Outcome",
     "Overflow",
+    "Policy",
+    "Principal",
+    "PublishMiddleware",
     "PublishTimeout",
     "QueueFull",
+    "Retry",
     "Subscription",
     "TypeConfig",
     "TypeStats",
+    "Unauthorized",
     "__version__",
+    "acting_as",
+    "current_principal",
 ]

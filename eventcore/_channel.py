@@ -34,20 +34,50 @@ class Overflow(enum.Enum):
 
 
 class Channel:
-    """A bounded FIFO of accepted events plus the publishers waiting for room."""
+    """A bounded FIFO of accepted events plus the publishers waiting for room.
 
-    __slots__ = ("items", "maxsize", "overflow", "putters")
+    ``held`` counts accepted events a worker took out of ``items`` but may not
+    handle yet (per-key ordering parks them behind an earlier event with the same
+    key). They still count as waiting, so the room left is ``limit - len(items)``
+    with ``limit = maxsize - held``.
+    """
+
+    __slots__ = ("held", "items", "limit", "maxsize", "overflow", "putters")
 
     def __init__(self, maxsize: int, overflow: Overflow) -> None:
         self.items: deque[Any] = deque()
         self.maxsize = maxsize
+        self.limit = maxsize
+        self.held = 0
         self.overflow = overflow
         #: one event per publisher blocked on a full queue, oldest first
         self.putters: deque[anyio.Event] = deque()
 
+    @property
+    def queued(self) -> int:
+        """Accepted events waiting: in the queue, or held back behind their key."""
+        return len(self.items) + self.held
+
     def full(self) -> bool:
         """Whether a new event would exceed the bound."""
-        return len(self.items) >= self.maxsize
+        return len(self.items) >= self.limit
+
+    def resize(self, maxsize: int) -> None:
+        """Change the bound; events already waiting stay."""
+        self.maxsize = maxsize
+        self.limit = maxsize - self.held
+        self.wake_putter()
+
+    def hold(self) -> None:
+        """An event left ``items`` but still waits (behind its key)."""
+        self.held += 1
+        self.limit -= 1
+
+    def unhold(self) -> None:
+        """A held event's handling starts: its room is free again."""
+        self.held -= 1
+        self.limit += 1
+        self.wake_putter()
 
     def wake_putter(self) -> None:
         """Tell the longest-waiting blocked publisher that room may have appeared."""
@@ -59,7 +89,7 @@ class Channel:
 
         The caller appends right after this returns, without yielding in between.
         """
-        while len(self.items) >= self.maxsize:
+        while len(self.items) >= self.limit:
             room = anyio.Event()
             self.putters.append(room)
             try:

@@ -1,8 +1,10 @@
-"""Calling handlers and recording what happened: failure reports and ``publish_and_wait`` outcomes.
+"""Calling handlers and recording what happened.
 
-The worker loop in ``_workers`` calls plain handlers inline (the hot path); an
-event whose publisher awaits its outcome travels as a :class:`Tracked` and is
-delivered by :func:`deliver_tracked`, which keeps each handler's result.
+The worker loop in ``_workers`` calls handlers inline when a type needs nothing
+more (the hot path). Everything else goes through :class:`Delivery`: the
+publisher's context, ``publish_and_wait`` outcomes, handle middleware,
+timeouts, retries with backoff, dead letters and the slow-handler watchdog.
+:class:`Reporter` is where failures and lost events go.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic
 
 import anyio
 
+from ._config import Retry
+from ._deadletters import DeadLetter, DeadLetterHook, DeadLetterReason
+from ._errors import HandlerTimeout
 from ._types import DropHook, DropReason, E, ErrorHook
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -29,15 +36,19 @@ logger = logging.getLogger("eventcore")
 
 @dataclass(frozen=True)
 class HandlerResult:
-    """What one handler did with one event: its return value, or the exception it raised."""
+    """What one handler did with one event: its return value, or the exception it raised.
+
+    :ivar attempts: how many times the handler was called (more than 1 after retries)
+    """
 
     handler: Callable[..., Any]
     value: Any = None
     exception: BaseException | None = None
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:
-        """Whether the handler returned without raising."""
+        """Whether the handler's last attempt returned without raising."""
         return self.exception is None
 
 
@@ -77,26 +88,29 @@ class Outcome(Generic[E]):
             raise ExceptionGroup(f"{len(failures)} handler(s) of {name} failed", failures)
 
 
-class Tracked:
-    """An accepted event whose publisher waits for its :class:`Outcome`."""
+class Envelope:
+    """An accepted event that carries more than itself: the publisher's context,
+    and/or a publisher waiting for its :class:`Outcome`."""
 
-    __slots__ = ("done", "event", "outcome")
+    __slots__ = ("context", "done", "event", "outcome")
 
-    def __init__(self, event: Any) -> None:
+    def __init__(self, event: Any, context: Context | None, tracked: bool) -> None:
         self.event = event
-        self.done = anyio.Event()
+        self.context = context
+        self.done = anyio.Event() if tracked else None
         self.outcome: Outcome[Any] | None = None
 
     def finish(
         self, results: Sequence[HandlerResult] = (), dropped: DropReason | None = None
     ) -> None:
-        """Record the outcome and wake the publisher."""
-        self.outcome = Outcome(self.event, tuple(results), dropped)
-        self.done.set()
+        """Record the outcome and wake the publisher, if one waits."""
+        if self.done is not None:
+            self.outcome = Outcome(self.event, tuple(results), dropped)
+            self.done.set()
 
 
-def is_own_cancellation(exc: BaseException) -> bool:
-    """Whether a cancellation exception comes from a cancel scope around the worker.
+def is_own_cancellation() -> bool:
+    """Whether a cancellation comes from a cancel scope around the worker.
 
     A handler that raises a cancellation of its own (an inner task it awaited was
     cancelled) fails like any other handler; the worker's own cancellation must
@@ -106,16 +120,26 @@ def is_own_cancellation(exc: BaseException) -> bool:
 
 
 class Reporter:
-    """Where failures and lost events go: the user's hooks, else the ``eventcore`` logger."""
+    """Where failures and lost events go: the user's hooks, dead letters, else the logger."""
 
-    __slots__ = ("on_drop", "on_error")
+    __slots__ = ("dead_letter_sink", "on_dead_letter", "on_drop", "on_error")
 
-    def __init__(self, on_error: ErrorHook | None, on_drop: DropHook | None) -> None:
+    def __init__(
+        self,
+        on_error: ErrorHook | None,
+        on_drop: DropHook | None,
+        on_dead_letter: DeadLetterHook | None,
+    ) -> None:
         self.on_error = on_error
         self.on_drop = on_drop
+        self.on_dead_letter = on_dead_letter
+        #: queues a DeadLetter event when someone subscribed to them (set by the dispatcher)
+        self.dead_letter_sink: Callable[[DeadLetter], None] | None = None
 
-    def handler_failed(self, event: Any, handler: Callable[..., Any], exc: BaseException) -> None:
-        """Report a handler's exception to ``on_error``, or log it when there is no hook."""
+    def handler_failed(
+        self, event: Any, handler: Callable[..., Any], exc: BaseException, attempts: int = 1
+    ) -> None:
+        """Report a handler's final failure to ``on_error`` (or the log) and as a dead letter."""
         if self.on_error is None:
             logger.error(
                 "handler %s failed on %s",
@@ -123,50 +147,199 @@ class Reporter:
                 type(event).__qualname__,
                 exc_info=exc,
             )
-            return
-        try:
-            self.on_error(event, handler, exc)
-        except Exception:
-            logger.exception("on_error hook failed for %s", type(event).__qualname__)
+        else:
+            try:
+                self.on_error(event, handler, exc)
+            except Exception:
+                logger.exception("on_error hook failed for %s", type(event).__qualname__)
+        self.dead_letter(
+            DeadLetter(event, DeadLetterReason.HANDLER_FAILED, exc, handler, attempts)
+        )
 
     def dropped(self, item: Any, reason: DropReason) -> None:
-        """Report an event lost to overflow or shutdown; complete its waiter if it has one."""
+        """Report an event lost to overflow, a middleware or shutdown."""
         event = item
-        if isinstance(item, Tracked):
+        if item.__class__ is Envelope:
             event = item.event
             item.finish(dropped=reason)
-        if self.on_drop is None:
-            return  # the caller counted it; shutdown logs one summary
-        try:
-            self.on_drop(event, reason)
-        except Exception:
-            logger.exception("on_drop hook failed for %s", type(event).__qualname__)
+        if self.on_drop is not None:
+            try:
+                self.on_drop(event, reason)
+            except Exception:
+                logger.exception("on_drop hook failed for %s", type(event).__qualname__)
+        self.dead_letter(DeadLetter(event, DeadLetterReason(reason.value)))
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Hand *letter* to ``on_dead_letter`` and to DeadLetter subscribers; never loops."""
+        if isinstance(letter.event, DeadLetter):
+            logger.error(
+                "a dead letter of %s could not be handled (%s); not dead-lettered again",
+                type(letter.event.event).__qualname__,
+                letter.reason.value,
+                exc_info=letter.exception,
+            )
+            return
+        if self.on_dead_letter is not None:
+            try:
+                self.on_dead_letter(letter)
+            except Exception:
+                logger.exception("on_dead_letter hook failed")
+        if self.dead_letter_sink is not None:
+            self.dead_letter_sink(letter)
 
 
-async def deliver_tracked(
-    item: Tracked,
-    subscriptions: Sequence[Subscription[Any]],
-    reporter: Reporter,
-    cancelled: type[BaseException],
-) -> int:
-    """Deliver a tracked event to each subscription, record every result; return the failures."""
-    event = item.event
-    results: list[HandlerResult] = []
-    failed = 0
-    for sub in subscriptions:
+@types.coroutine
+def run_in_context(context: Context, coro: Coroutine[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """Drive *coro* with every step inside *context* (the publisher's contextvars).
+
+    No task is created: the worker's own task runs the handler, so cancel scopes,
+    the concurrency slot and the event loop see exactly what they would see
+    without it. Works on asyncio, uvloop and trio.
+    """
+    send: Any = coro.send
+    value: Any = None
+    error: BaseException | None = None
+    while True:
         try:
-            if sub.filter is not None and not sub.filter(event):
+            if error is None:  # noqa: SIM108 - one step, two ways in
+                yielded = context.run(send, value)
+            else:
+                yielded = context.run(coro.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value = yield yielded
+            error = None
+        except BaseException as exc:
+            value, error = None, exc
+
+
+class Delivery:
+    """Delivers one event to its subscriptions when a type needs more than the hot path."""
+
+    def __init__(self, reporter: Reporter, dead_letter_unmatched: bool) -> None:
+        self.reporter = reporter
+        self.dead_letter_unmatched = dead_letter_unmatched
+        #: handler calls in progress, for the slow-handler watchdog: id -> (start, event, sub)
+        self.running: dict[int, tuple[float, Any, Subscription[Any]]] | None = None
+
+    async def deliver(
+        self,
+        item: Any,
+        subscriptions: Sequence[Subscription[Any]],
+        default_timeout: float | None,
+        default_retry: Retry | None,
+        context_hook: Callable[[Context], None],
+    ) -> int:
+        """Deliver *item* (an event or an :class:`Envelope`); return how many handlers failed."""
+        envelope = item if item.__class__ is Envelope else None
+        event = item if envelope is None else envelope.event
+        context = None if envelope is None else envelope.context
+        if context is not None:
+            context_hook(context)
+        results: list[HandlerResult] = []
+        to_retry: list[tuple[int, Subscription[Any], Retry]] = []
+        failed = matched = 0
+        for sub in subscriptions:
+            accepts = sub.filter
+            try:
+                if accepts is not None and not accepts(event):
+                    continue
+            except Exception as exc:
+                failed += 1
+                self.reporter.handler_failed(event, accepts, exc)  # type: ignore[arg-type]
                 continue
-            results.append(HandlerResult(sub.handler, await sub.handler(event)))
+            matched += 1
+            timeout = default_timeout if sub.timeout is None else sub.timeout
+            result = await self._call(sub, event, context, timeout, 1)
+            retry = default_retry if sub.retry is None else sub.retry
+            if result.exception is not None and retry and retry.wants(result.exception, 1):
+                to_retry.append((len(results), sub, retry))
+            elif result.exception is not None:
+                failed += 1
+                self.reporter.handler_failed(event, sub.handler, result.exception)
+            results.append(result)
+        # Retries wait their backoff only after every other handler had its first call.
+        for index, sub, retry in to_retry:
+            attempt, result = 1, results[index]
+            while result.exception is not None and retry.wants(result.exception, attempt):
+                await anyio.sleep(retry.delay(attempt))
+                attempt += 1
+                timeout = default_timeout if sub.timeout is None else sub.timeout
+                result = await self._call(sub, event, context, timeout, attempt)
+            if result.exception is not None:
+                failed += 1
+                self.reporter.handler_failed(event, sub.handler, result.exception, attempt)
+            results[index] = result
+        if not matched and self.dead_letter_unmatched:
+            self.reporter.dead_letter(DeadLetter(event, DeadLetterReason.UNMATCHED))
+        if envelope is not None:
+            envelope.finish(results)
+        return failed
+
+    async def _call(
+        self,
+        sub: Subscription[Any],
+        event: Any,
+        context: Context | None,
+        timeout: float | None,
+        attempt: int,
+    ) -> HandlerResult:
+        running = self.running
+        if running is not None:
+            token = object()
+            running[id(token)] = (anyio.current_time(), event, sub)
+        try:
+            if timeout is None:
+                value = await _invoke(sub.call, event, context)
+            else:
+                with anyio.move_on_after(timeout) as scope:
+                    value = await _invoke(sub.call, event, context)
+                if scope.cancelled_caught:
+                    name = getattr(sub.handler, "__qualname__", repr(sub.handler))
+                    timed_out = HandlerTimeout(
+                        f"handler {name} ran past its timeout of {timeout} s on "
+                        f"{type(event).__qualname__} and was cancelled",
+                        timeout,
+                    )
+                    return HandlerResult(sub.handler, exception=timed_out, attempts=attempt)
+            return HandlerResult(sub.handler, value, attempts=attempt)
         except Exception as exc:
-            failed += 1
-            results.append(HandlerResult(sub.handler, exception=exc))
-            reporter.handler_failed(event, sub.handler, exc)
-        except cancelled as exc:
-            if is_own_cancellation(exc):
+            return HandlerResult(sub.handler, exception=exc, attempts=attempt)
+        except anyio.get_cancelled_exc_class() as exc:
+            if is_own_cancellation():
                 raise
-            failed += 1
-            results.append(HandlerResult(sub.handler, exception=exc))
-            reporter.handler_failed(event, sub.handler, exc)
-    item.finish(results)
-    return failed
+            return HandlerResult(sub.handler, exception=exc, attempts=attempt)
+        finally:
+            if running is not None:
+                running.pop(id(token), None)
+
+    async def watch_slow_handlers(self, threshold: float) -> None:
+        """Log a warning for every handler call running past *threshold* seconds."""
+        running = self.running = {}
+        warned: set[int] = set()
+        while True:
+            await anyio.sleep(threshold / 2)
+            now = anyio.current_time()
+            for key, (started, event, sub) in list(running.items()):
+                if key not in warned and now - started > threshold:
+                    warned.add(key)
+                    logger.warning(
+                        "slow handler: %s has been running for %.3f s on %s (threshold %s s)",
+                        getattr(sub.handler, "__qualname__", sub.handler),
+                        now - started,
+                        type(event).__qualname__,
+                        threshold,
+                    )
+            warned.intersection_update(running)
+
+
+def _invoke(
+    call: Callable[[Any], Awaitable[Any]], event: Any, context: Context | None
+) -> Awaitable[Any]:
+    if context is None:
+        return call(event)
+    coro = call(event)
+    if not isinstance(coro, Coroutine):  # an async callable that returned another awaitable
+        return coro
+    return run_in_context(context, coro)

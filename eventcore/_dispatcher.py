@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from contextvars import copy_context
 from types import TracebackType
 from typing import Any, overload
 
@@ -15,19 +16,23 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._authorization import Policy, current_principal
 from ._channel import Overflow
-from ._config import TypeConfig, check_timeout
-from ._delivery import Outcome, Reporter, Tracked
+from ._config import Retry, TypeConfig, check_retry, check_timeout
+from ._deadletters import DeadLetter, DeadLetterHook
+from ._delivery import Delivery, Envelope, Outcome, Reporter
 from ._errors import (
     DispatcherClosed,
     InvalidConfiguration,
     InvalidEvent,
     PublishTimeout,
     QueueFull,
+    Unauthorized,
 )
+from ._middleware import HandleMiddleware, PublishMiddleware, apply_publish_chain, wrap_handler
 from ._registry import Registry, Subscription, check_handler
 from ._stats import TypeStats
-from ._types import DropHook, DropReason, E, ErrorHook, Filter, Handler, R
+from ._types import DropHook, DropReason, E, ErrorHook, Filter, Handler, Lifecycle, R
 from ._workers import TypeGroup, WorkerPool, current_slot
 
 logger = logging.getLogger("eventcore")
@@ -38,6 +43,14 @@ class _Phase(enum.Enum):
     RUNNING = "running"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+class _Unset(enum.Enum):
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
+"""Marks an argument that was not given (where None means something)."""
 
 
 class Dispatcher:
@@ -52,7 +65,21 @@ class Dispatcher:
     :param on_error: ``on_error(event, handler, exception)``, called for every
         handler failure; without it failures are logged to the ``eventcore`` logger
     :param on_drop: ``on_drop(event, reason)``, called for every event lost to an
-        overflow policy or to shutdown
+        overflow policy, a publish middleware or shutdown
+    :param on_dead_letter: ``on_dead_letter(DeadLetter)``, called for every event
+        that was not handled; subscribing to :class:`DeadLetter` receives them too
+    :param dead_letter_unmatched: also dead-letter events that no subscription matched
+    :param publish_middleware: run in order on every event before it is queued
+        (see ``eventcore._middleware``)
+    :param handle_middleware: wrap every handler call, the first outermost
+    :param policy: an authorization policy; once installed, everything not
+        allowed is denied (see :class:`Grants`)
+    :param propagate_context: run handlers in a copy of the publisher's
+        ``contextvars`` (request ids, trace context); costs a little per event
+    :param slow_handler_threshold: log a warning for every handler call running
+        longer than this many seconds
+    :param on_lifecycle: ``on_lifecycle(Lifecycle)``, called when the dispatcher
+        has started, starts draining, and has stopped
     :param max_idle_workers: how many parked worker tasks to keep across all types;
         workers beyond it retire when their queue is empty and start again on demand
     """
@@ -66,22 +93,60 @@ class Dispatcher:
         shutdown_timeout: float = 10.0,
         on_error: ErrorHook | None = None,
         on_drop: DropHook | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
+        dead_letter_unmatched: bool = False,
+        publish_middleware: Sequence[PublishMiddleware] = (),
+        handle_middleware: Sequence[HandleMiddleware] = (),
+        policy: Policy | None = None,
+        propagate_context: bool = False,
+        slow_handler_threshold: float | None = None,
+        on_lifecycle: Callable[[Lifecycle], object] | None = None,
         max_idle_workers: int = 256,
     ) -> None:
         self._default = TypeConfig(queue_size, concurrency, overflow)
         check_timeout("shutdown_timeout", shutdown_timeout)
+        check_timeout("slow_handler_threshold", slow_handler_threshold)
+        if slow_handler_threshold == 0:
+            raise InvalidConfiguration("slow_handler_threshold must be > 0 or None")
         if isinstance(max_idle_workers, bool) or not isinstance(max_idle_workers, int):
             raise InvalidConfiguration(
                 f"max_idle_workers must be an int, got {max_idle_workers!r}"
             )
         if max_idle_workers < 0:
             raise InvalidConfiguration(f"max_idle_workers must be >= 0, got {max_idle_workers}")
+        for name, chain in (("publish_middleware", publish_middleware),
+                            ("handle_middleware", handle_middleware)):  # fmt: skip
+            if not all(callable(m) for m in chain):
+                raise InvalidConfiguration(f"{name} must be a sequence of callables")
+        if policy is not None and not isinstance(policy, Policy):
+            raise InvalidConfiguration(
+                f"policy must have may_publish() and may_receive() methods, got {policy!r}"
+            )
         self.shutdown_timeout = shutdown_timeout
         self._max_idle_workers = max_idle_workers
-        self._reporter = Reporter(on_error, on_drop)
+        self._slow_handler_threshold = slow_handler_threshold
+        self._on_lifecycle = on_lifecycle
+        self._publish_chain = tuple(publish_middleware)
+        self._handle_chain = tuple(handle_middleware)
+        self._policy = policy
+        self._propagate_context = propagate_context
+        self._reporter = Reporter(on_error, on_drop, on_dead_letter)
+        self._reporter.dead_letter_sink = self._queue_dead_letter
+        self._delivery = Delivery(self._reporter, dead_letter_unmatched)
+        #: whether every type needs the full delivery path
+        self._full_delivery = (
+            bool(handle_middleware)
+            or dead_letter_unmatched
+            or (slow_handler_threshold is not None)
+        )
         self._registry = Registry()
         self._configs: dict[type, TypeConfig] = {}
         self._groups: dict[type, TypeGroup] = {}
+        #: the groups publish may use without the slow path: none when publishing
+        #: has middleware, a policy or context capture to go through
+        self._fast: dict[type, TypeGroup] = (
+            {} if (publish_middleware or policy is not None or propagate_context) else self._groups
+        )
         self._phase = _Phase.NEW
         self._pool: WorkerPool | None = None
         self._exit_stack: AsyncExitStack | None = None
@@ -96,12 +161,19 @@ class Dispatcher:
         handler: Handler[E],
         *,
         filter: Filter[E] | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        principal: Hashable | None = None,
     ) -> Subscription[E]:
         """Call *handler* for every event of *event_type* or a subclass of it.
 
         Handlers of one event run one after another, in subscription order.
 
         :param filter: a predicate; the handler sees only events for which it is true
+        :param timeout: cancel a call after this many seconds (a ``HandlerTimeout``
+            failure); default: the type's ``handler_timeout``
+        :param retry: retry failed calls (see :class:`Retry`); default: the type's
+        :param principal: who subscribes, for the authorization policy
         :raises InvalidHandler: *handler* is not an ``async`` callable
         :return: the subscription; ``subscription.unsubscribe()`` ends it
         """
@@ -110,18 +182,33 @@ class Dispatcher:
         check_handler(handler)
         if filter is not None and not callable(filter):
             raise TypeError(f"filter must be a callable returning bool, got {filter!r}")
-        subscription = Subscription(self, event_type, handler, filter)
+        check_timeout("timeout", timeout)
+        check_retry(retry)
+        subscription = Subscription(
+            self, event_type, handler, filter, timeout=timeout, retry=retry, principal=principal
+        )
+        if self._handle_chain:
+            subscription.call = wrap_handler(self._handle_chain, subscription)
         self._registry.add(subscription)
         self._subscriptions_changed()
         return subscription
 
     def on(
-        self, event_type: type[E], *, filter: Filter[E] | None = None
+        self,
+        event_type: type[E],
+        *,
+        filter: Filter[E] | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        principal: Hashable | None = None,
     ) -> Callable[[Callable[[E], Awaitable[R]]], Callable[[E], Awaitable[R]]]:
         """Decorator form of :meth:`subscribe`; returns the handler unchanged."""
 
         def register(handler: Callable[[E], Awaitable[R]]) -> Callable[[E], Awaitable[R]]:
-            self.subscribe(event_type, handler, filter=filter)
+            self.subscribe(
+                event_type, handler, filter=filter, timeout=timeout, retry=retry,
+                principal=principal,
+            )  # fmt: skip
             return handler
 
         return register
@@ -131,9 +218,24 @@ class Dispatcher:
         subscription.unsubscribe()
 
     def _subscriptions_changed(self) -> None:
-        resolve = self._registry.resolve
-        for event_class, group in self._groups.items():
-            group.subs = resolve(event_class)
+        for group in self._groups.values():
+            self._refresh(group)
+
+    def _refresh(self, group: TypeGroup) -> None:
+        """Resolve *group*'s subscriptions (with the policy) and whether it is plain."""
+        subs = self._registry.resolve(group.event_type)
+        policy = self._policy
+        if policy is not None:
+            subs = tuple(s for s in subs if policy.may_receive(s.principal, group.event_type))
+        group.subs = subs
+        group.plain = not (
+            self._full_delivery
+            or group.key is not None
+            or group.handler_timeout is not None
+            or group.retry is not None
+            or any(s.timeout is not None or s.retry is not None for s in subs)
+        )
+        group.refresh()
 
     # -- settings --------------------------------------------------------------------
 
@@ -144,13 +246,23 @@ class Dispatcher:
         queue_size: int | None = None,
         concurrency: int | None = None,
         overflow: Overflow | None = None,
+        key: Callable[[Any], Hashable] | _Unset | None = UNSET,
+        handler_timeout: float | _Unset | None = UNSET,
+        retry: Retry | _Unset | None = UNSET,
     ) -> None:
-        """Set the queue bound, concurrency limit or overflow policy of *event_type*.
+        """Set how events of *event_type* are queued and handled.
 
         The settings apply to *event_type* and to its subclasses that have no
         settings of their own; what is not given keeps its current value (the
         dispatcher's default at first). It may be called while running.
 
+        :param queue_size: how many accepted events may wait (the backpressure bound)
+        :param concurrency: how many handler calls of this type may run at once
+        :param overflow: what a publish into the full queue does
+        :param key: ``key(event)``: events with equal keys are handled one at a time
+            in accepted order, different keys concurrently (None: no key)
+        :param handler_timeout: default ``timeout`` of the type's subscriptions
+        :param retry: default ``retry`` of the type's subscriptions
         :raises InvalidConfiguration: a value is out of range
         """
         if not isinstance(event_type, type):
@@ -160,12 +272,15 @@ class Dispatcher:
             current.queue_size if queue_size is None else queue_size,
             current.concurrency if concurrency is None else concurrency,
             current.overflow if overflow is None else overflow,
+            current.key if key is UNSET else key,
+            current.handler_timeout if handler_timeout is UNSET else handler_timeout,
+            current.retry if retry is UNSET else retry,
         )
         for event_class, group in self._groups.items():
             group.apply(self.config(event_class))
+            self._refresh(group)
             if self._pool is not None:
                 self._pool.kick(group)
-                group.channel.wake_putter()
 
     def config(self, event_type: type) -> TypeConfig:
         """The settings in force for *event_type* (its own, its nearest configured base's,
@@ -179,24 +294,41 @@ class Dispatcher:
 
     # -- publishing ------------------------------------------------------------------
 
-    async def publish(self, event: object, *, timeout: float | None = None) -> bool:
+    async def publish(
+        self,
+        event: object,
+        *,
+        timeout: float | None = None,
+        principal: Hashable | _Unset | None = UNSET,
+    ) -> bool:
         """Queue *event* for every handler of its type and supertypes.
 
         Returns as soon as the event is accepted, without yielding to the event loop
         unless the queue is full; what happens then is the type's overflow policy.
 
         :param timeout: under ``Overflow.BLOCK``, the longest wait for room
-        :return: True when accepted; False when refused under ``DROP_NEWEST``
+        :param principal: who publishes, for the authorization policy (default:
+            the one set by :func:`acting_as`)
+        :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
+            a publish middleware
         :raises QueueFull: the queue is full under ``Overflow.RAISE``
         :raises PublishTimeout: no room appeared within *timeout* under ``BLOCK``
+        :raises Unauthorized: the policy does not let *principal* publish this type
         :raises DispatcherClosed: the dispatcher is not running
         :raises InvalidEvent: *event* is None, a class, or a builtin value
         """
-        group = self._groups.get(event.__class__)
+        group = self._fast.get(event.__class__)
         if group is None or self._phase is not _Phase.RUNNING:
-            group = self._admit(event)
+            prepared = self._prepare(event, principal, tracked=False)
+            if prepared is None:
+                return False
+            group, event = prepared
+            if group.channel.full():
+                return await self._put_full(group, event, timeout)
+            self._enqueue(group, event)
+            return True
         items = group.items
-        if len(items) < group.channel.maxsize:
+        if len(items) < group.channel.limit:
             items.append(event)
             group.accepted += 1
             if group.idle:
@@ -206,45 +338,66 @@ class Dispatcher:
             return True
         return await self._put_full(group, event, timeout)
 
-    def publish_nowait(self, event: object) -> bool:
+    def publish_nowait(
+        self, event: object, *, principal: Hashable | _Unset | None = UNSET
+    ) -> bool:
         """Queue *event* without ever waiting (also callable from sync code on the loop).
 
-        :return: True when accepted; False when refused under ``DROP_NEWEST``
+        :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
+            a publish middleware
         :raises QueueFull: the queue is full under ``BLOCK`` or ``RAISE``
         """
-        group = self._admit(event)
+        prepared = self._prepare(event, principal, tracked=False)
+        if prepared is None:
+            return False
+        group, item = prepared
         if group.channel.full():
             if group.channel.overflow is Overflow.BLOCK:
                 group.refused += 1
                 raise self._queue_full(group, "publish_nowait never waits")
-            return self._overflow(group, event)
-        self._enqueue(group, event)
+            return self._overflow(group, item)
+        self._enqueue(group, item)
         return True
 
-    async def publish_and_wait(self, event: E, *, timeout: float | None = None) -> Outcome[E]:
+    async def publish_and_wait(
+        self,
+        event: E,
+        *,
+        timeout: float | None = None,
+        principal: Hashable | _Unset | None = UNSET,
+        raise_errors: bool = False,
+    ) -> Outcome[E]:
         """Publish *event* and wait until every matching handler has run.
 
         :param timeout: under ``Overflow.BLOCK``, the longest wait for room (the
             handling itself is not timed)
+        :param raise_errors: raise an ``ExceptionGroup`` of the handlers' exceptions
+            instead of returning them in the outcome
         :return: the outcome: each handler's return value or exception, or the
             reason the event was dropped
         """
-        group = self._admit(event)
-        tracked = Tracked(event)
+        prepared = self._prepare(event, principal, tracked=True)
+        if prepared is None:
+            return Outcome(event, dropped=DropReason.REJECTED)
+        group, envelope = prepared
+        assert isinstance(envelope, Envelope)
+        assert envelope.done is not None
         if group.channel.full():
-            if not await self._put_full(group, tracked, timeout):
-                return Outcome(event, dropped=DropReason.DROPPED_NEWEST)
+            await self._put_full(group, envelope, timeout)  # a drop finishes the envelope
         else:
-            self._enqueue(group, tracked)
+            self._enqueue(group, envelope)
         pool = self._pool
         assert pool is not None
         slot, lent = pool.begin_wait(group)
         try:
-            await tracked.done.wait()
+            await envelope.done.wait()
         finally:
             await pool.end_wait(slot, group, lent)
-        assert tracked.outcome is not None
-        return tracked.outcome
+        outcome: Outcome[E] | None = envelope.outcome
+        assert outcome is not None
+        if raise_errors:
+            outcome.raise_for_failures()
+        return outcome
 
     def publish_threadsafe(self, event: object, *, timeout: float | None = None) -> bool:
         """Publish from a thread other than the event loop's; blocks that thread until
@@ -266,12 +419,44 @@ class Dispatcher:
     async def _publish_kw(self, event: object, timeout: float | None) -> bool:
         return await self.publish(event, timeout=timeout)
 
-    def _admit(self, event: object) -> TypeGroup:
-        """The slow part of publish: check the event and the phase, create the group."""
+    def _prepare(
+        self, event: object, principal: Hashable | _Unset | None, tracked: bool
+    ) -> tuple[TypeGroup, Any] | None:
+        """The slow part of publish: phase, middleware, validation, authorization, envelope.
+
+        :return: the group and the item to queue, or None when a middleware refused it
+        """
         if self._phase is not _Phase.RUNNING and not (
             self._phase is _Phase.CLOSING and self._is_own_worker()
         ):
             raise DispatcherClosed(self._closed_message())
+        if self._publish_chain:
+            original = event
+            event = apply_publish_chain(self._publish_chain, event)
+            if event is None:
+                group = self._group_for(original)
+                group.dropped += 1
+                self._reporter.dropped(original, DropReason.REJECTED)
+                return None
+        group = self._group_for(event)
+        policy = self._policy
+        if policy is not None:
+            who = current_principal() if principal is UNSET else principal
+            if not policy.may_publish(who, group.event_type):
+                group.refused += 1
+                raise Unauthorized(
+                    f"{who!r} may not publish {group.event_type.__qualname__}: the "
+                    "authorization policy does not allow it (everything not granted is denied)",
+                    who,
+                    group.event_type,
+                )
+        if tracked or self._propagate_context:
+            context = copy_context() if self._propagate_context else None
+            return group, Envelope(event, context, tracked)
+        return group, event
+
+    def _group_for(self, event: object) -> TypeGroup:
+        """The group of *event*'s class, created on first use; refuses non-events."""
         event_class = event.__class__
         group = self._groups.get(event_class)
         if group is not None:
@@ -282,9 +467,8 @@ class Dispatcher:
                 f"attrs class, pydantic model, ...), got {event!r} of type "
                 f"{event_class.__qualname__}"
             )
-        group = TypeGroup(
-            event_class, self.config(event_class), self._registry.resolve(event_class)
-        )
+        group = TypeGroup(event_class, self.config(event_class))
+        self._refresh(group)
         self._groups[event_class] = group
         return group
 
@@ -302,6 +486,23 @@ class Dispatcher:
         group.accepted += 1
         assert self._pool is not None
         self._pool.kick(group)
+
+    def _queue_dead_letter(self, letter: DeadLetter) -> None:
+        """Queue *letter* for DeadLetter subscribers, never waiting (it may come from a worker)."""
+        if self._pool is None or not self._registry.resolve(DeadLetter):
+            return
+        group = self._group_for(letter)
+        if not group.channel.full():
+            self._enqueue(group, letter)
+        elif group.channel.overflow is Overflow.BLOCK or group.channel.overflow is Overflow.RAISE:
+            group.refused += 1
+            logger.error(
+                "the DeadLetter queue is full (queue_size=%d): a dead letter of %s was not queued",
+                group.channel.maxsize,
+                type(letter.event).__qualname__,
+            )
+        else:
+            self._overflow(group, letter)
 
     async def _put_full(self, group: TypeGroup, item: object, timeout: float | None) -> bool:
         """Apply the overflow policy to *item* arriving at *group*'s full queue."""
@@ -339,7 +540,7 @@ class Dispatcher:
             self._reporter.dropped(item, DropReason.DROPPED_NEWEST)
             return False
         if overflow is Overflow.DROP_OLDEST:
-            oldest = group.items.popleft()
+            oldest = group.evict_oldest()
             group.evicted += 1
             self._enqueue(group, item)
             self._reporter.dropped(oldest, DropReason.EVICTED)
@@ -398,12 +599,27 @@ class Dispatcher:
             raise RuntimeError("this dispatcher is already running")
         async with AsyncExitStack() as stack:
             task_group = await stack.enter_async_context(anyio.create_task_group())
-            self._pool = WorkerPool(task_group, self._reporter, self._max_idle_workers)
+            self._pool = WorkerPool(
+                task_group, self._reporter, self._delivery, self._max_idle_workers
+            )
+            if self._slow_handler_threshold is not None:
+                task_group.start_soon(
+                    self._delivery.watch_slow_handlers, self._slow_handler_threshold
+                )
             self._token = anyio.lowlevel.current_token()
             self._loop_thread = threading.get_ident()
             self._phase = _Phase.RUNNING
             self._exit_stack = stack.pop_all()
+        self._lifecycle(Lifecycle.STARTED)
         return self
+
+    def _lifecycle(self, phase: Lifecycle) -> None:
+        logger.debug("dispatcher %s", phase.value)
+        if self._on_lifecycle is not None:
+            try:
+                self._on_lifecycle(phase)
+            except Exception:
+                logger.exception("on_lifecycle hook failed (%s)", phase.value)
 
     async def __aexit__(
         self,
@@ -415,6 +631,7 @@ class Dispatcher:
         assert stack is not None
         assert pool is not None
         self._phase = _Phase.CLOSING
+        self._lifecycle(Lifecycle.DRAINING)
         abandoned_before = sum(g.abandoned for g in self._groups.values())
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_timeout):
@@ -435,20 +652,20 @@ class Dispatcher:
                     self.shutdown_timeout,
                     lost,
                 )
+            self._lifecycle(Lifecycle.STOPPED)
 
     def _abandon_queued(self) -> None:
         """Report every event still queued after shutdown; nothing is lost silently."""
         for group in self._groups.values():
             while group.channel.putters:  # blocked publishers get DispatcherClosed
                 group.channel.wake_putter()
-            while group.items:
-                item = group.items.popleft()
-                group.abandoned += 1
+            for item in group.abandon_all():
                 self._reporter.dropped(item, DropReason.SHUTDOWN)
             group.workers = 0
             group.idle.clear()
             group.blocked_on.clear()
             group.slot_waiters.clear()
+            group.refresh()
 
 
 def _snapshot(group: TypeGroup) -> TypeStats:
@@ -458,7 +675,7 @@ def _snapshot(group: TypeGroup) -> TypeStats:
         dropped=group.dropped,
         refused=group.refused,
         evicted=group.evicted,
-        queued=len(group.items),
+        queued=group.channel.queued,
         in_flight=group.in_flight,
         handled=group.handled,
         failed=group.failed,

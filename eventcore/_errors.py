@@ -8,7 +8,10 @@
     ├── InvalidConfiguration (ValueError)  a bad queue_size, concurrency, timeout, ...
     ├── DispatcherClosed (RuntimeError) publish before ``async with`` or after it ended
     ├── QueueFull                       the queue is full under Overflow.RAISE or publish_nowait
-    └── PublishTimeout (TimeoutError)   no room appeared within ``timeout=`` under Overflow.BLOCK
+    ├── PublishTimeout (TimeoutError)   no room appeared within ``timeout=`` under Overflow.BLOCK
+    ├── Unauthorized (PermissionError)  the policy does not let this principal publish this type
+    └── HandlerTimeout (TimeoutError)   a handler ran past its timeout and was cancelled
+                                        (goes to on_error and dead letters, not to publishers)
 """
 
 from __future__ import annotations
@@ -54,3 +57,27 @@ class PublishTimeout(EventcoreError, TimeoutError):
     def __init__(self, message: str, event_type: type) -> None:
         super().__init__(message)
         self.event_type = event_type
+
+
+class Unauthorized(EventcoreError, PermissionError):
+    """The authorization policy refused to let a principal publish an event type.
+
+    :ivar principal: who tried to publish (None when anonymous)
+    :ivar event_type: what they tried to publish
+    """
+
+    def __init__(self, message: str, principal: object, event_type: type) -> None:
+        super().__init__(message)
+        self.principal = principal
+        self.event_type = event_type
+
+
+class HandlerTimeout(EventcoreError, TimeoutError):
+    """A handler ran past its timeout and was cancelled; its worker slot was freed.
+
+    :ivar timeout: the limit, in seconds
+    """
+
+    def __init__(self, message: str, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout

@@ -8,9 +8,10 @@ result; every subscribe or unsubscribe clears the cache and bumps ``version``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic
 
+from ._config import Retry
 from ._errors import InvalidHandler
 from ._types import E, Filter, Handler
 
@@ -21,19 +22,40 @@ if TYPE_CHECKING:
 class Subscription(Generic[E]):
     """A handler registered for an event type (and its subclasses), with an optional filter."""
 
-    __slots__ = ("_owner", "event_type", "filter", "handler")
+    __slots__ = (
+        "_owner",
+        "call",
+        "event_type",
+        "filter",
+        "handler",
+        "principal",
+        "retry",
+        "timeout",
+    )
 
     def __init__(
         self,
         owner: Dispatcher,
         event_type: type[E],
         handler: Handler[E],
-        filter: Filter[E] | None,
+        filter: Filter[E] | None = None,
+        *,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        principal: Hashable | None = None,
     ) -> None:
         self._owner: Dispatcher | None = owner
         self.event_type = event_type
         self.handler = handler
         self.filter = filter
+        #: cancel the handler after this many seconds (None: the type's default)
+        self.timeout = timeout
+        #: retry policy (None: the type's default)
+        self.retry = retry
+        #: who subscribed, for the authorization policy
+        self.principal = principal
+        #: the handler wrapped in the dispatcher's handle middleware
+        self.call: Callable[[Any], Awaitable[Any]] = handler
 
     @property
     def active(self) -> bool:

@@ -28,6 +28,8 @@ class DropReason(str, enum.Enum):
     EVICTED = "evicted"
     #: Accepted, but still queued or in flight when the shutdown timeout ran out.
     SHUTDOWN = "shutdown"
+    #: Refused by a publish middleware that returned None (never accepted).
+    REJECTED = "rejected"
 
 
 ErrorHook = Callable[[Any, Callable[..., Any], BaseException], object]
@@ -35,3 +37,14 @@ ErrorHook = Callable[[Any, Callable[..., Any], BaseException], object]
 
 DropHook = Callable[[Any, DropReason], object]
 """``on_drop(event, reason)``: called for every event lost to overflow or shutdown."""
+
+
+class Lifecycle(str, enum.Enum):
+    """The moments ``on_lifecycle`` hears about."""
+
+    #: ``async with`` entered: publishing works
+    STARTED = "started"
+    #: ``async with`` is being left: new publishes are refused, queued events drain
+    DRAINING = "draining"
+    #: drained (or timed out and reported), workers gone
+    STOPPED = "stopped"
