@@ -62,6 +62,8 @@ class PublishSpec:
 @dataclass(frozen=True)
 class Program:
     parents: tuple[int | None, ...]
+    #: the dispatcher's defaults (``cls`` unused): small queues make overflow common
+    default: ConfigSpec
     configs: tuple[ConfigSpec, ...]
     subs: tuple[SubSpec, ...]
     publishers: tuple[tuple[PublishSpec, ...], ...]
@@ -86,20 +88,28 @@ def programs(
     )
     classes = st.integers(0, n - 1)
     overflows = st.just(Overflow.BLOCK) if reentrant else st.sampled_from(Overflow)
+    sizes = st.integers(1, 2) if reentrant else st.integers(1, 4)
+    default = draw(
+        st.builds(
+            ConfigSpec,
+            cls=st.just(0),
+            queue_size=sizes,
+            concurrency=st.integers(1, 3),
+            overflow=overflows,
+        )
+    )
     configs = draw(
         st.lists(
             st.builds(
                 ConfigSpec,
                 cls=classes,
-                queue_size=st.integers(1, 2) if reentrant else st.none() | st.integers(1, 4),
+                queue_size=st.none() | sizes,
                 concurrency=st.none() | st.integers(1, 3),
                 overflow=st.none() | overflows,
             ),
             max_size=n,
         )
     )
-    if reentrant:  # the default too: every queue small and blocking
-        configs.insert(0, ConfigSpec(0, 1, 1, Overflow.BLOCK))
     actions = ["follow"] if reentrant else ["ok", "raise", "yield", "follow"]
     if forced:
         actions.append("hang")
@@ -131,6 +141,7 @@ def programs(
                     mode=st.just("publish") if reentrant else st.sampled_from(modes),
                     checkpoint=st.booleans(),
                 ),
+                min_size=1,
                 max_size=max_events,
             ).map(tuple),
             min_size=1,
@@ -139,6 +150,7 @@ def programs(
     )
     return Program(
         parents=parents,
+        default=default,
         configs=tuple(configs),
         subs=tuple(subs),
         publishers=publishers,
@@ -179,7 +191,11 @@ async def execute(program: Program, *, forced: bool) -> Run:
             model.fail(f"on_error got an unexpected {exc!r} from {handler!r} on {event!r}")
         errors[handler_index.get(handler, -1), event.uid] += 1
 
+    default = program.default
     bus = Dispatcher(
+        queue_size=default.queue_size or 1024,
+        concurrency=default.concurrency or 1,
+        overflow=default.overflow or Overflow.BLOCK,
         shutdown_timeout=0 if forced else RUN_LIMIT / 2,
         on_error=on_error,
         on_drop=lambda event, reason: model.on_drop(event, reason),
