@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 E = TypeVar("E")
 """An event type."""
 
-E_contra = TypeVar("E_contra", contravariant=True)
 R = TypeVar("R")
 
 Handler = Callable[[E], Awaitable[Any]]
