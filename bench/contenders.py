@@ -131,7 +131,19 @@ class BareLoop(Contender):
                     for h in table[ev.__class__]:
                         await h(ev)
 
-        yield Session([hs[0]] if len(hs) == 1 else [], _nothing, burst)
+        yield Session([_fan_out(tuple(h)) for h in handlers], _nothing, burst)
+
+
+def _fan_out(hs: tuple[Handler, ...]) -> Handler:
+    """Call each of *hs* in turn (the handler itself when there is one)."""
+    if len(hs) == 1:
+        return hs[0]
+
+    async def fan_out(ev: Any) -> None:
+        for h in hs:
+            await h(ev)
+
+    return fan_out
 
 
 def _asyncio_worker(
