@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": report.machine(),
         "load_at_start": list(os.getloadavg()),
     }
-    budget = 0.08 if args.quick else 0.6
+    budget = 0.08 if args.quick else 0.35
     records = list(run_timed(specs, rounds, budget, log, args.only, args.quick))
     overload = next(s for s in specs if s.scenario == "overload")
     if not args.only or "overload" in args.only:

@@ -31,7 +31,7 @@ Record = dict[str, Any]
 LATENCY_SET = {
     "asyncio": ("bare_queue", "eventcore", "pyee", "aiopubsub"),
     "uvloop": ("bare_queue", "eventcore"),
-    "trio": ("anyio_stream", "eventcore"),
+    "trio": ("eventcore",),
 }
 QUICK_LATENCY_SET = {
     "asyncio": ("bare_queue", "eventcore"),
