@@ -9,6 +9,7 @@ timeouts, retries with backoff, dead letters and the slow-handler watchdog.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
@@ -217,11 +218,14 @@ def run_in_context(context: Context, coro: Coroutine[Any, Any, Any]) -> Generato
 class Delivery:
     """Delivers one event to its subscriptions when a type needs more than the hot path."""
 
-    def __init__(self, reporter: Reporter, dead_letter_unmatched: bool) -> None:
+    def __init__(self, reporter: Reporter, dead_letter_unmatched: bool, track_calls: bool) -> None:
         self.reporter = reporter
         self.dead_letter_unmatched = dead_letter_unmatched
         #: handler calls in progress, for the slow-handler watchdog: id -> (start, event, sub)
-        self.running: dict[int, tuple[float, Any, Subscription[Any]]] | None = None
+        self.running: dict[int, tuple[float, Any, Subscription[Any]]] | None = (
+            {} if track_calls else None
+        )
+        self._call_ids = itertools.count()
 
     async def deliver(
         self,
@@ -287,8 +291,8 @@ class Delivery:
     ) -> HandlerResult:
         running = self.running
         if running is not None:
-            token = object()
-            running[id(token)] = (anyio.current_time(), event, sub)
+            token = next(self._call_ids)
+            running[token] = (anyio.current_time(), event, sub)
         try:
             if timeout is None:
                 value = await _invoke(sub.call, event, context)
@@ -312,11 +316,12 @@ class Delivery:
             return HandlerResult(sub.handler, exception=exc, attempts=attempt)
         finally:
             if running is not None:
-                running.pop(id(token), None)
+                running.pop(token, None)
 
     async def watch_slow_handlers(self, threshold: float) -> None:
         """Log a warning for every handler call running past *threshold* seconds."""
-        running = self.running = {}
+        running = self.running
+        assert running is not None, "Delivery(track_calls=True) is needed"
         warned: set[int] = set()
         while True:
             await anyio.sleep(threshold / 2)

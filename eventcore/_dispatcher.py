@@ -132,7 +132,9 @@ class Dispatcher:
         self._propagate_context = propagate_context
         self._reporter = Reporter(on_error, on_drop, on_dead_letter)
         self._reporter.dead_letter_sink = self._queue_dead_letter
-        self._delivery = Delivery(self._reporter, dead_letter_unmatched)
+        self._delivery = Delivery(
+            self._reporter, dead_letter_unmatched, track_calls=slow_handler_threshold is not None
+        )
         #: whether every type needs the full delivery path
         self._full_delivery = (
             bool(handle_middleware)

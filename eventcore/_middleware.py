@@ -33,7 +33,7 @@ class HandleMiddleware(Protocol):
     """Wraps each handler call: ``await middleware(event, subscription, call_next)``."""
 
     def __call__(
-        self, event: Any, subscription: Subscription[Any], call_next: CallNext
+        self, event: Any, subscription: Subscription[Any], call_next: CallNext, /
     ) -> Awaitable[Any]:
         """Do something around ``await call_next(event)`` and return its result."""
         ...

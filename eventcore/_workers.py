@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable
-from contextvars import Context, ContextVar
+from contextvars import Context, ContextVar, copy_context
 from typing import Any
 
 import anyio
@@ -191,11 +191,17 @@ class WorkerPool:
         self.delivery = delivery
         self.max_idle_workers = max_idle_workers
         self.idle_workers = 0
+        self.context = copy_context()
         self.cancelled: type[BaseException] = anyio.get_cancelled_exc_class()
 
     def spawn(self, group: TypeGroup) -> None:
         """Start one more worker for *group* (the caller checked the limit)."""
         group.workers += 1
+        # Workers start in the dispatcher's context, not in the publisher's that
+        # happened to need them (propagate_context carries that per event instead).
+        self.context.run(self._start, group)
+
+    def _start(self, group: TypeGroup) -> None:
         name = f"eventcore:{group.event_type.__qualname__}"
         self.task_group.start_soon(self._run, group, WorkerSlot(self, group), name=name)
 
