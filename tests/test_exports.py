@@ -6,7 +6,6 @@ import inspect
 
 import eventcore
 
-
 TYPE_ALIASES = {"Principal", "PublishMiddleware", "CallNext"}
 
 
