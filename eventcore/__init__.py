@@ -29,6 +29,7 @@ from ._errors import QueueFull as QueueFull
 from ._errors import Unauthorized as Unauthorized
 from ._middleware import CallNext as CallNext
 from ._middleware import HandleMiddleware as HandleMiddleware
+from ._middleware import HandlerCall as HandlerCall
 from ._middleware import PublishMiddleware as PublishMiddleware
 from ._registry import Subscription as Subscription
 from ._stats import TypeStats as TypeStats
@@ -46,6 +47,7 @@ __all__ = [
     "EventcoreError",
     "Grants",
     "HandleMiddleware",
+    "HandlerCall",
     "HandlerResult",
     "HandlerTimeout",
     "InvalidConfiguration",

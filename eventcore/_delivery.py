@@ -24,6 +24,7 @@ import anyio
 from ._config import Retry
 from ._deadletters import DeadLetter, DeadLetterHook, DeadLetterReason
 from ._errors import HandlerTimeout
+from ._middleware import HandleMiddleware, HandlerCall, chain_call
 from ._types import DropHook, DropReason, E, ErrorHook
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -89,14 +90,19 @@ class Outcome(Generic[E]):
             raise ExceptionGroup(f"{len(failures)} handler(s) of {name} failed", failures)
 
 
+_event_ids = itertools.count(1)
+
+
 class Envelope:
     """An accepted event that carries more than itself: the publisher's context,
     and/or a publisher waiting for its :class:`Outcome`."""
 
-    __slots__ = ("context", "done", "event", "outcome")
+    __slots__ = ("accepted_at", "context", "done", "event", "id", "outcome")
 
     def __init__(self, event: Any, context: Context | None, tracked: bool) -> None:
         self.event = event
+        self.id = next(_event_ids)
+        self.accepted_at = anyio.current_time()
         self.context = context
         self.done = anyio.Event() if tracked else None
         self.outcome: Outcome[Any] | None = None
@@ -219,6 +225,8 @@ class Delivery:
     """Delivers one event to its subscriptions when a type needs more than the hot path."""
 
     def __init__(self, reporter: Reporter, dead_letter_unmatched: bool, track_calls: bool) -> None:
+        #: handle middleware, the first outermost (see ``_middleware``)
+        self.handle_chain: tuple[HandleMiddleware, ...] = ()
         self.reporter = reporter
         self.dead_letter_unmatched = dead_letter_unmatched
         #: handler calls in progress, for the slow-handler watchdog: id -> (start, event, sub)
@@ -255,7 +263,7 @@ class Delivery:
                 continue
             matched += 1
             timeout = default_timeout if sub.timeout is None else sub.timeout
-            result = await self._call(sub, event, context, timeout, 1)
+            result = await self._call(sub, event, envelope, timeout, 1)
             retry = default_retry if sub.retry is None else sub.retry
             if result.exception is not None and retry and retry.wants(result.exception, 1):
                 to_retry.append((len(results), sub, retry))
@@ -270,7 +278,7 @@ class Delivery:
                 await anyio.sleep(retry.delay(attempt))
                 attempt += 1
                 timeout = default_timeout if sub.timeout is None else sub.timeout
-                result = await self._call(sub, event, context, timeout, attempt)
+                result = await self._call(sub, event, envelope, timeout, attempt)
             if result.exception is not None:
                 failed += 1
                 self.reporter.handler_failed(event, sub.handler, result.exception, attempt)
@@ -285,7 +293,7 @@ class Delivery:
         self,
         sub: Subscription[Any],
         event: Any,
-        context: Context | None,
+        envelope: Envelope | None,
         timeout: float | None,
         attempt: int,
     ) -> HandlerResult:
@@ -293,12 +301,17 @@ class Delivery:
         if running is not None:
             token = next(self._call_ids)
             running[token] = (anyio.current_time(), event, sub)
+        handler: Callable[[Any], Awaitable[Any]] = sub.handler
+        if self.handle_chain and envelope is not None:
+            call = HandlerCall(sub, envelope.id, envelope.accepted_at, attempt)
+            handler = chain_call(self.handle_chain, call)
+        context = None if envelope is None else envelope.context
         try:
             if timeout is None:
-                value = await _invoke(sub.call, event, context)
+                value = await _invoke(handler, event, context)
             else:
                 with anyio.move_on_after(timeout) as scope:
-                    value = await _invoke(sub.call, event, context)
+                    value = await _invoke(handler, event, context)
                 if scope.cancelled_caught:
                     name = getattr(sub.handler, "__qualname__", repr(sub.handler))
                     timed_out = HandlerTimeout(

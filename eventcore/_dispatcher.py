@@ -29,7 +29,7 @@ from ._errors import (
     QueueFull,
     Unauthorized,
 )
-from ._middleware import HandleMiddleware, PublishMiddleware, apply_publish_chain, wrap_handler
+from ._middleware import HandleMiddleware, PublishMiddleware, apply_publish_chain
 from ._registry import Registry, Subscription, check_handler
 from ._stats import TypeStats
 from ._types import DropHook, DropReason, E, ErrorHook, Filter, Handler, Lifecycle, R
@@ -114,10 +114,6 @@ class Dispatcher:
             )
         if max_idle_workers < 0:
             raise InvalidConfiguration(f"max_idle_workers must be >= 0, got {max_idle_workers}")
-        for name, chain in (("publish_middleware", publish_middleware),
-                            ("handle_middleware", handle_middleware)):  # fmt: skip
-            if not all(callable(m) for m in chain):
-                raise InvalidConfiguration(f"{name} must be a sequence of callables")
         if policy is not None and not isinstance(policy, Policy):
             raise InvalidConfiguration(
                 f"policy must have may_publish() and may_receive() methods, got {policy!r}"
@@ -126,8 +122,7 @@ class Dispatcher:
         self._max_idle_workers = max_idle_workers
         self._slow_handler_threshold = slow_handler_threshold
         self._on_lifecycle = on_lifecycle
-        self._publish_chain = tuple(publish_middleware)
-        self._handle_chain = tuple(handle_middleware)
+        self._publish_chain: tuple[PublishMiddleware, ...] = ()
         self._policy = policy
         self._propagate_context = propagate_context
         self._reporter = Reporter(on_error, on_drop, on_dead_letter)
@@ -135,20 +130,15 @@ class Dispatcher:
         self._delivery = Delivery(
             self._reporter, dead_letter_unmatched, track_calls=slow_handler_threshold is not None
         )
-        #: whether every type needs the full delivery path
-        self._full_delivery = (
-            bool(handle_middleware)
-            or dead_letter_unmatched
-            or (slow_handler_threshold is not None)
-        )
+        self._dead_letter_unmatched = dead_letter_unmatched
         self._registry = Registry()
         self._configs: dict[type, TypeConfig] = {}
         self._groups: dict[type, TypeGroup] = {}
-        #: the groups publish may use without the slow path: none when publishing
-        #: has middleware, a policy or context capture to go through
-        self._fast: dict[type, TypeGroup] = (
-            {} if (publish_middleware or policy is not None or propagate_context) else self._groups
-        )
+        #: the groups publish may use without the slow path (see _settle)
+        self._fast: dict[type, TypeGroup] = self._groups
+        self._full_delivery = False
+        self._envelope_all = False
+        self.use(publish=publish_middleware, handle=handle_middleware)
         self._phase = _Phase.NEW
         self._pool: WorkerPool | None = None
         self._exit_stack: AsyncExitStack | None = None
@@ -189,8 +179,6 @@ class Dispatcher:
         subscription = Subscription(
             self, event_type, handler, filter, timeout=timeout, retry=retry, principal=principal
         )
-        if self._handle_chain:
-            subscription.call = wrap_handler(self._handle_chain, subscription)
         self._registry.add(subscription)
         self._subscriptions_changed()
         return subscription
@@ -240,6 +228,37 @@ class Dispatcher:
         group.refresh()
 
     # -- settings --------------------------------------------------------------------
+
+    def use(
+        self,
+        *,
+        publish: Sequence[PublishMiddleware] = (),
+        handle: Sequence[HandleMiddleware] = (),
+    ) -> None:
+        """Add publish and/or handle middleware after the ones already installed.
+
+        Same as the constructor's ``publish_middleware`` / ``handle_middleware``
+        (see ``eventcore._middleware``); takes effect for events published from now on.
+        """
+        for name, chain in (("publish", publish), ("handle", handle)):
+            if not all(callable(m) for m in chain):
+                raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")
+        self._publish_chain += tuple(publish)
+        self._delivery.handle_chain += tuple(handle)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Decide which paths publish and delivery take, from the features in use."""
+        handle_chain = bool(self._delivery.handle_chain)
+        #: every event travels in an Envelope (its id, time, context)
+        self._envelope_all = handle_chain or self._propagate_context
+        #: every type needs the full delivery path
+        self._full_delivery = (
+            handle_chain or self._dead_letter_unmatched or self._slow_handler_threshold is not None
+        )
+        slow_publish = bool(self._publish_chain) or self._policy is not None or self._envelope_all
+        self._fast = {} if slow_publish else self._groups
+        self._subscriptions_changed()
 
     def configure(
         self,
@@ -452,7 +471,7 @@ class Dispatcher:
                     who,
                     group.event_type,
                 )
-        if tracked or self._propagate_context:
+        if tracked or self._envelope_all:
             context = copy_context() if self._propagate_context else None
             return group, Envelope(event, context, tracked)
         return group, event

@@ -9,14 +9,17 @@ exception reaches the publisher. It is synchronous so that ``publish_nowait``
 and other threads go through the same chain.
 
 *Handle middleware* wraps every handler call, the first given outermost: it
-receives the event, the subscription, and ``call_next(event)`` which runs the
-rest of the chain and the handler; what it returns is the handler's result.
-Logging, tracing and metrics belong here.
+receives the event, a :class:`HandlerCall` (the subscription, the event's id,
+when it was accepted, the attempt number), and ``call_next(event)`` which runs
+the rest of the chain and the handler; what it returns is the handler's result.
+Logging, tracing and metrics belong here. With handle middleware installed,
+every event travels in an envelope that carries its id and acceptance time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -29,12 +32,26 @@ CallNext = Callable[[Any], Awaitable[Any]]
 """Runs the rest of the handle chain and the handler for the given event."""
 
 
-class HandleMiddleware(Protocol):
-    """Wraps each handler call: ``await middleware(event, subscription, call_next)``."""
+@dataclass(frozen=True)
+class HandlerCall:
+    """What handle middleware knows about the call it wraps.
 
-    def __call__(
-        self, event: Any, subscription: Subscription[Any], call_next: CallNext, /
-    ) -> Awaitable[Any]:
+    :ivar subscription: the subscription whose handler is called
+    :ivar event_id: a number unique to the event within this process
+    :ivar accepted_at: ``anyio.current_time()`` when the event was accepted
+    :ivar attempt: 1 for the first call, 2 and more for retries
+    """
+
+    subscription: Subscription[Any]
+    event_id: int
+    accepted_at: float
+    attempt: int
+
+
+class HandleMiddleware(Protocol):
+    """Wraps each handler call: ``await middleware(event, call, call_next)``."""
+
+    def __call__(self, event: Any, call: HandlerCall, call_next: CallNext, /) -> Awaitable[Any]:
         """Do something around ``await call_next(event)`` and return its result."""
         ...
 
@@ -48,20 +65,16 @@ def apply_publish_chain(chain: Sequence[PublishMiddleware], event: Any) -> Any:
     return event
 
 
-def wrap_handler(
-    chain: Sequence[HandleMiddleware], subscription: Subscription[Any]
-) -> Callable[[Any], Awaitable[Any]]:
-    """The handler of *subscription* with every handle middleware around it."""
-    call: Callable[[Any], Awaitable[Any]] = subscription.handler
+def chain_call(chain: Sequence[HandleMiddleware], call: HandlerCall) -> CallNext:
+    """The handler of *call* with every handle middleware around it, the first outermost."""
+    step: CallNext = call.subscription.handler
     for middleware in reversed(chain):
-        call = _link(middleware, subscription, call)
-    return call
+        step = _link(middleware, call, step)
+    return step
 
 
-def _link(
-    middleware: HandleMiddleware, subscription: Subscription[Any], call_next: CallNext
-) -> CallNext:
-    async def call(event: Any) -> Any:
-        return await middleware(event, subscription, call_next)
+def _link(middleware: HandleMiddleware, call: HandlerCall, call_next: CallNext) -> CallNext:
+    async def run(event: Any) -> Any:
+        return await middleware(event, call, call_next)
 
-    return call
+    return run

@@ -8,7 +8,7 @@ result; every subscribe or unsubscribe clears the cache and bumps ``version``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic
 
 from ._config import Retry
@@ -24,7 +24,6 @@ class Subscription(Generic[E]):
 
     __slots__ = (
         "_owner",
-        "call",
         "event_type",
         "filter",
         "handler",
@@ -54,8 +53,6 @@ class Subscription(Generic[E]):
         self.retry = retry
         #: who subscribed, for the authorization policy
         self.principal = principal
-        #: the handler wrapped in the dispatcher's handle middleware
-        self.call: Callable[[Any], Awaitable[Any]] = handler
 
     @property
     def active(self) -> bool:

@@ -15,17 +15,18 @@ import anyio.lowlevel
 import pytest
 
 from eventcore import (
+    CallNext,
     DeadLetter,
     DeadLetterReason,
     Dispatcher,
     DropReason,
     Grants,
+    HandlerCall,
     HandlerTimeout,
     InvalidConfiguration,
     Lifecycle,
     Overflow,
     Retry,
-    Subscription,
     Unauthorized,
     acting_as,
     current_principal,
@@ -199,9 +200,9 @@ async def test_unmatched_events_are_dead_lettered_only_on_request() -> None:
         await bus.publish(Base(0))  # filtered out
         await bus.publish(Base(1))
         await bus.publish(Other(1))  # nobody subscribed
-    assert [(d.event, d.reason) for d in letters] == [
-        (Base(0), DeadLetterReason.UNMATCHED),
-        (Other(1), DeadLetterReason.UNMATCHED),
+    assert sorted(repr((d.event, d.reason)) for d in letters) == [
+        repr((Base(0), DeadLetterReason.UNMATCHED)),
+        repr((Other(1), DeadLetterReason.UNMATCHED)),
     ]
     quiet: list[DeadLetter] = []
     bus = Dispatcher(on_dead_letter=quiet.append)
@@ -307,17 +308,15 @@ async def test_publish_middleware_enriches_refuses_and_reroutes() -> None:
 async def test_handle_middleware_wraps_every_call_in_order() -> None:
     log: list[str] = []
 
-    async def outer(
-        event: Any, sub: Subscription[Any], call_next: Callable[[Any], Awaitable[Any]]
-    ) -> Any:
-        log.append(f"outer>{sub.handler.__name__}")
+    async def outer(event: Any, call: HandlerCall, call_next: CallNext) -> Any:
+        log.append(f"outer>{call.subscription.handler.__name__}#{call.attempt}")
+        assert call.event_id > 0
+        assert call.accepted_at <= anyio.current_time()
         result = await call_next(event)
         log.append(f"outer<{result}")
         return result
 
-    async def inner(
-        event: Any, sub: Subscription[Any], call_next: Callable[[Any], Awaitable[Any]]
-    ) -> Any:
+    async def inner(event: Any, call: HandlerCall, call_next: CallNext) -> Any:
         log.append("inner")
         return await call_next(event)
 
@@ -330,7 +329,7 @@ async def test_handle_middleware_wraps_every_call_in_order() -> None:
 
     async with bus:
         outcome = await bus.publish_and_wait(Base(4))
-    assert log == ["outer>double", "inner", "handler", "outer<8"]
+    assert log == ["outer>double#1", "inner", "handler", "outer<8"]
     assert outcome.results[0].value == 8
 
 
