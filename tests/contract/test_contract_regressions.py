@@ -75,13 +75,10 @@ async def test_blocked_publisher_is_released_on_close() -> None:
     assert (stats.accepted, stats.refused, stats.abandoned, stats.published) == (2, 1, 2, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG 3: _workers.WorkerPool._run never re-checks a lowered concurrency limit",
-)
 async def test_lowering_concurrency_while_running_limits_later_events() -> None:
     """Promise 4 with ``configure`` while running: once concurrency is lowered, the
-    workers above the new limit finish their current event and take no more."""
+    workers above the new limit finish their current event and take no more (they
+    used to keep taking events at the old width)."""
     bus = Dispatcher(concurrency=3)
     gate = anyio.Event()
     running = 0
