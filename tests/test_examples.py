@@ -16,6 +16,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
     [
         ("quickstart.py", "B1 handled by ['send_receipt', 'flag_for_review']"),
         ("overflow_policies.py", "stats: accepted=20 dropped=0 evicted=15 refused=0 handled=5"),
+        ("delivery_control.py", "'a': [0, 3000, 6000, 9000, 99000]"),
+        ("authorization.py", "refused:         'web' may not publish PasswordChanged"),
     ],
 )
 def test_example_runs(script: str, expected: str) -> None:
