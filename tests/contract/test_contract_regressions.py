@@ -109,3 +109,37 @@ async def test_lowering_concurrency_while_running_limits_later_events() -> None:
     # The three already running may finish together; events taken afterwards run alone.
     assert peak_after
     assert max(peak_after[3:] or [1]) == 1, peak_after
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG 4: TypeGroup.evict_oldest prefers `items` over the older keyed backlog",
+)
+async def test_drop_oldest_with_a_key_evicts_the_oldest_waiting_event() -> None:
+    """Promise 2 / Overflow.DROP_OLDEST: an event waiting behind its key (taken out of
+    the queue, still counted as queued) is older than every event in the queue, so it
+    is the one to evict first."""
+    evicted: list[int] = []
+    bus = Dispatcher(
+        queue_size=2,
+        concurrency=2,
+        overflow=Overflow.DROP_OLDEST,
+        on_drop=lambda event, reason: evicted.append(event.uid),
+    )
+    bus.configure(A, key=lambda event: event.seq)
+    gate = anyio.Event()
+
+    @bus.on(A)
+    async def handler(event: Event) -> None:
+        await gate.wait()
+
+    with anyio.fail_after(10):
+        async with bus:
+            await bus.publish(A(0, "p", 0))  # taken: key 0 is busy
+            await anyio.wait_all_tasks_blocked()
+            await bus.publish(A(1, "p", 0))  # waits behind key 0
+            await anyio.wait_all_tasks_blocked()
+            await bus.publish(A(2, "p", 1))  # the queue is full now
+            await bus.publish(A(3, "p", 1))  # evicts the oldest waiting: A(1)
+            gate.set()
+    assert evicted == [1]
