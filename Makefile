@@ -29,7 +29,7 @@ pytest: $(STAMP)
 
 # The long hypothesis profile of the contract suite (tests/contract).
 contract: $(STAMP)
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/contract -m contract -p no:timeout --hypothesis-show-statistics -q
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/contract -m contract --timeout=0 --hypothesis-show-statistics -q
 
 # Benchmarks (issue 6): eventcore beside bare asyncio/anyio loops and peer libraries.
 # The peers are bench-only dependencies: the `bench` dependency group.
