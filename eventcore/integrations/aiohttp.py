@@ -1,0 +1,98 @@
+"""Run a :class:`~eventcore.Dispatcher` for the life of an aiohttp application.
+
+::
+
+    from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+    from eventcore import Dispatcher
+    from eventcore.integrations.aiohttp import backpressure_middleware, get_dispatcher, setup
+
+    async def place(request: web.Request) -> web.Response:
+        await get_dispatcher(request).publish(OrderPlaced("A1", 10.0), timeout=1.0)
+        return web.json_response({"accepted": True}, status=202)
+
+    app = web.Application(middlewares=[backpressure_middleware()])
+    app.router.add_post("/orders", place)
+    setup(app, Dispatcher())
+
+:func:`setup` stores the dispatcher under the typed :data:`DISPATCHER_KEY` and
+adds a ``cleanup_ctx`` entry (as aiojobs does): the dispatcher starts with the
+app and, at cleanup - after the server stopped accepting and finished its
+requests - drains every accepted event within ``bus.shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from eventcore import Dispatcher, DispatcherClosed, PublishTimeout, QueueFull
+
+__all__ = ["DISPATCHER_KEY", "backpressure_middleware", "get_dispatcher", "setup"]
+
+DISPATCHER_KEY = web.AppKey("eventcore_dispatcher", Dispatcher)
+"""Where :func:`setup` keeps the dispatcher: ``app[DISPATCHER_KEY]``."""
+
+
+def setup(app: web.Application, bus: Dispatcher) -> Dispatcher:
+    """Run *bus* for the life of *app*: started at startup, drained at cleanup.
+
+    Call it before the app starts. Sub-applications see the dispatcher through
+    :func:`get_dispatcher` (it looks in ``request.config_dict``).
+
+    :return: *bus*
+    """
+    app[DISPATCHER_KEY] = bus  # before the app is frozen: setting keys later is deprecated
+
+    async def run_dispatcher(app: web.Application) -> AsyncIterator[None]:
+        async with bus:
+            yield
+
+    app.cleanup_ctx.append(run_dispatcher)
+    return bus
+
+
+def get_dispatcher(request: web.Request) -> Dispatcher:
+    """The dispatcher of the request's application (or of a parent application).
+
+    :raises RuntimeError: :func:`setup` was not called on the app
+    """
+    try:
+        return request.config_dict[DISPATCHER_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "no eventcore Dispatcher on this app: call "
+            "eventcore.integrations.aiohttp.setup(app, bus) before starting it"
+        ) from None
+
+
+def backpressure_middleware(retry_after: float = 1.0) -> Middleware:
+    """Middleware turning ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` into
+    503 Service Unavailable with ``Retry-After`` (rounded up to whole seconds)."""
+    retry = str(max(1, math.ceil(retry_after)))
+
+    @web.middleware
+    async def backpressure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (QueueFull, PublishTimeout, DispatcherClosed) as exc:
+            event_type = getattr(exc, "event_type", None)
+            body = {
+                "detail": "the service is busy: retry later",
+                "reason": _reason(exc),
+                "event_type": None if event_type is None else event_type.__qualname__,
+            }
+            return web.json_response(body, status=503, headers={"Retry-After": retry})
+
+    return backpressure
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, QueueFull):
+        return "queue_full"
+    if isinstance(exc, PublishTimeout):
+        return "publish_timeout"
+    return "shutting_down"

@@ -1,0 +1,143 @@
+"""Run a :class:`~eventcore.Dispatcher` for the life of a FastAPI or Starlette app.
+
+::
+
+    from fastapi import Depends, FastAPI
+    from eventcore import Dispatcher
+    from eventcore.integrations.fastapi import DispatcherDep, add_backpressure_handlers, lifespan
+
+    bus = Dispatcher()
+    app = FastAPI(lifespan=lifespan(bus))
+    add_backpressure_handlers(app)  # QueueFull / PublishTimeout -> 503 + Retry-After
+
+    @app.post("/orders")
+    async def place(bus: DispatcherDep) -> dict[str, bool]:
+        return {"accepted": await bus.publish(OrderPlaced("A1", 10.0), timeout=1.0)}
+
+The lifespan starts the dispatcher before the app serves requests and, at
+shutdown (after the server has finished the requests in progress), drains every
+accepted event within ``bus.shutdown_timeout``. Only Starlette is imported here,
+so it works for plain Starlette apps too; :data:`DispatcherDep` needs FastAPI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+from eventcore import Dispatcher, DispatcherClosed, PublishTimeout, QueueFull
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = [
+    "STATE_KEY",
+    "DispatcherDep",
+    "Lifespan",
+    "add_backpressure_handlers",
+    "backpressure_response",
+    "get_dispatcher",
+    "lifespan",
+]
+
+STATE_KEY = "eventcore_dispatcher"
+"""The name under which the dispatcher is kept in ``app.state`` and the lifespan state."""
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+"""A Starlette lifespan: ``lifespan(app)`` returns an async context manager."""
+
+
+def lifespan(bus: Dispatcher, inner: Lifespan | None = None) -> Lifespan:
+    """A lifespan that runs *bus* while the app runs: ``FastAPI(lifespan=lifespan(bus))``.
+
+    :param bus: the dispatcher; it is started at startup and drained at shutdown
+    :param inner: your own lifespan, run inside (it may publish at startup and
+        shutdown, and the state it yields is merged into the app's state)
+    :return: the lifespan function to give to ``FastAPI`` or ``Starlette``
+    """
+
+    @asynccontextmanager
+    async def run(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with bus:
+            # app.state serves clients that skip the lifespan state (httpx ASGITransport)
+            setattr(app.state, STATE_KEY, bus)
+            state: dict[str, Any] = {STATE_KEY: bus}
+            if inner is None:
+                yield state
+                return
+            async with inner(app) as inner_state:
+                if inner_state:
+                    state.update(inner_state)
+                yield state
+
+    return run
+
+
+def get_dispatcher(connection: HTTPConnection) -> Dispatcher:
+    """The app's dispatcher, for ``Depends(get_dispatcher)`` or a Starlette endpoint.
+
+    :raises RuntimeError: the app was not started with :func:`lifespan`
+    """
+    bus = getattr(connection.state, STATE_KEY, None)
+    if bus is None:
+        bus = getattr(connection.app.state, STATE_KEY, None)
+    if not isinstance(bus, Dispatcher):
+        raise RuntimeError(
+            "no eventcore Dispatcher on this app: create it with "
+            "`FastAPI(lifespan=eventcore.integrations.fastapi.lifespan(bus))` and run its "
+            "lifespan (servers do; for httpx.ASGITransport use `app.router.lifespan_context(app)`)"
+        )
+    return bus
+
+
+try:
+    from fastapi import Depends
+except ImportError:  # pragma: no cover - plain Starlette
+    pass
+else:
+    DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+    """A FastAPI parameter annotation: ``async def endpoint(bus: DispatcherDep)``."""
+
+
+def backpressure_response(exc: Exception, retry_after: float = 1.0) -> Response:
+    """503 Service Unavailable with ``Retry-After`` for a publish the dispatcher refused.
+
+    :param exc: ``QueueFull``, ``PublishTimeout`` or ``DispatcherClosed``
+    :param retry_after: seconds the client should wait (rounded up to whole seconds)
+    """
+    event_type = getattr(exc, "event_type", None)
+    reason = (
+        "queue_full"
+        if isinstance(exc, QueueFull)
+        else "publish_timeout"
+        if isinstance(exc, PublishTimeout)
+        else "shutting_down"
+        if isinstance(exc, DispatcherClosed)
+        else "unavailable"
+    )
+    body = {
+        "detail": "the service is busy: retry later",
+        "reason": reason,
+        "event_type": None if event_type is None else event_type.__qualname__,
+    }
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return JSONResponse(body, status_code=503, headers=headers)
+
+
+def add_backpressure_handlers(app: Starlette, retry_after: float = 1.0) -> None:
+    """Map ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` to 503 + Retry-After.
+
+    Backpressure then reaches the client as a response it can act on, and a
+    refused event is never reported as accepted.
+    """
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return backpressure_response(exc, retry_after)
+
+    for exc_class in (QueueFull, PublishTimeout, DispatcherClosed):
+        app.add_exception_handler(exc_class, handle)
