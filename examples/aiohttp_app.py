@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher, Lifecycle, Overflow
 from eventcore.integrations import logging as event_logging
 from eventcore.integrations import prometheus
 from eventcore.integrations.aiohttp import backpressure_middleware, get_dispatcher, setup
@@ -85,6 +85,16 @@ class Orders:
 
 
 ORDERS = web.AppKey("orders", Orders)
+
+
+def report(bus: Dispatcher | None, phase: Lifecycle) -> None:
+    """Log what the dispatcher did when it stops (after draining)."""
+    if bus is not None and phase is Lifecycle.STOPPED:
+        summary = ", ".join(
+            f"{t.__qualname__} {s.handled}/{s.accepted} (abandoned {s.abandoned})"
+            for t, s in bus.stats().items()
+        )
+        log.info("dispatcher stopped; handled/accepted: %s", summary or "no events")
 
 
 async def place_order(request: web.Request) -> web.Response:
@@ -152,7 +162,7 @@ def make_app(
 ) -> web.Application:
     """Build the app around *bus* (see ``fastapi_app.create_app`` for the parameters)."""
     if bus is None:
-        bus = Dispatcher(propagate_context=True)
+        bus = Dispatcher(propagate_context=True, on_lifecycle=lambda phase: report(bus, phase))
     for event_type in (OrderPlaced, StockReserved, OrderCancelled):
         bus.configure(
             event_type, queue_size=queue_size, concurrency=concurrency, overflow=Overflow.BLOCK

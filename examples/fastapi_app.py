@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher, Lifecycle, Overflow
 from eventcore.integrations import logging as event_logging
 from eventcore.integrations import prometheus
 from eventcore.integrations.fastapi import (
@@ -92,6 +92,16 @@ class Orders:
         log.info("order cancelled")
 
 
+def report(bus: Dispatcher | None, phase: Lifecycle) -> None:
+    """Log what the dispatcher did when it stops (after draining)."""
+    if bus is not None and phase is Lifecycle.STOPPED:
+        summary = ", ".join(
+            f"{t.__qualname__} {s.handled}/{s.accepted} (abandoned {s.abandoned})"
+            for t, s in bus.stats().items()
+        )
+        log.info("dispatcher stopped; handled/accepted: %s", summary or "no events")
+
+
 class PlaceOrder(BaseModel):
     """The body of ``POST /orders``."""
 
@@ -124,7 +134,7 @@ def create_app(
     :param work_seconds: simulated I/O time of each handler
     """
     if bus is None:
-        bus = Dispatcher(propagate_context=True)
+        bus = Dispatcher(propagate_context=True, on_lifecycle=lambda phase: report(bus, phase))
     for event_type in (OrderPlaced, StockReserved, OrderCancelled):
         bus.configure(
             event_type, queue_size=queue_size, concurrency=concurrency, overflow=Overflow.BLOCK

@@ -1,0 +1,1 @@
+"""Runnable examples (``python examples/NAME.py``; the web apps: see each module)."""

@@ -1,0 +1,202 @@
+"""Metrics (prometheus-client), tracing (OpenTelemetry SDK in-memory exporter), logging."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import CollectorRegistry, generate_latest
+
+from eventcore import Dispatcher
+from eventcore.integrations import logging as event_logging
+from eventcore.integrations import opentelemetry as otel
+from eventcore.integrations import prometheus
+from eventcore.testing import capture
+from examples import fastapi_app
+
+pytestmark = pytest.mark.asyncio
+
+
+@dataclass(frozen=True)
+class Job:
+    n: int
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_metrics_endpoint_shows_per_type_series() -> None:
+    bus = Dispatcher(propagate_context=True)
+    app = fastapi_app.create_app(bus, work_seconds=0)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        with capture(bus) as events:
+            for total in (1.0, 2.0, 3.0):
+                assert (await client.post("/orders", json={"total": total})).status_code == 202
+            await events.settle()
+        text = (await client.get("/metrics")).text
+    for line in (
+        'eventcore_events_accepted_total{event_type="OrderPlaced"} 3.0',
+        'eventcore_events_handled_total{event_type="OrderPlaced"} 3.0',
+        'eventcore_events_handled_total{event_type="StockReserved"} 3.0',
+        'eventcore_events_failed_total{event_type="OrderPlaced"} 0.0',
+        'eventcore_events_queued{event_type="OrderPlaced"} 0.0',
+        'eventcore_events_in_flight{event_type="OrderPlaced"} 0.0',
+        'eventcore_queue_wait_seconds_count{event_type="OrderPlaced"} 3.0',
+        (
+            'eventcore_handler_duration_seconds_count{event_type="OrderPlaced",'
+            'handler="Orders.reserve_stock"} 3.0'
+        ),
+    ):
+        assert line in text, line
+
+
+async def test_queue_wait_is_observed_once_per_event() -> None:
+    registry = CollectorRegistry()
+    bus = Dispatcher()
+    prometheus.instrument(bus, registry=registry, namespace="t")
+
+    @bus.on(Job)
+    async def first(event: Job) -> None:
+        if event.n == 1:
+            raise ValueError("boom")
+
+    @bus.on(Job)
+    async def second(event: Job) -> None: ...
+
+    async with bus:
+        for n in range(3):
+            await bus.publish(Job(n))
+    text = generate_latest(registry).decode()
+    assert 't_queue_wait_seconds_count{event_type="Job"} 3.0' in text
+    assert 't_handler_duration_seconds_count{event_type="Job",handler=' in text
+    assert 't_events_failed_total{event_type="Job"} 1.0' in text
+    assert 't_events_handled_total{event_type="Job"} 3.0' in text
+
+
+def traced_app(provider: TracerProvider) -> Any:
+    """The example app behind a tiny ASGI middleware that opens a SERVER span per request,
+    as opentelemetry-instrumentation-asgi would."""
+    bus = Dispatcher(propagate_context=True)
+    tracing = otel.instrument(bus, provider)
+    app = fastapi_app.create_app(bus, work_seconds=0)
+    tracer = provider.get_tracer("test")
+    Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+    Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+    async def traced(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        with tracer.start_as_current_span(
+            f"{scope['method']} {scope['path']}", kind=SpanKind.SERVER
+        ):
+            await app(scope, receive, send)
+
+    return traced, app, bus, tracing
+
+
+async def test_handler_span_is_a_child_of_the_request_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    asgi, app, bus, _ = traced_app(provider)
+    async with app.router.lifespan_context(app), client_for(asgi) as client:
+        with capture(bus) as events:
+            response = await client.post("/orders", json={"total": 5.0})
+            assert response.status_code == 202
+            await events.settle()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    request = spans["POST /orders"]
+    placed = spans["process OrderPlaced"]
+    reserved = spans["process StockReserved"]
+    assert request.context is not None
+    assert placed.context is not None
+    # Same trace; the handler span's parent is the request span; the follow-on event's
+    # handler span is a child of the handler that published it.
+    assert placed.context.trace_id == request.context.trace_id
+    assert placed.parent is not None
+    assert placed.parent.span_id == request.context.span_id
+    assert reserved.parent is not None
+    assert reserved.parent.span_id == placed.context.span_id
+    assert placed.kind is SpanKind.CONSUMER
+    assert placed.attributes is not None
+    assert placed.attributes["messaging.system"] == "eventcore"
+    assert placed.attributes["messaging.destination.name"] == "OrderPlaced"
+    assert placed.attributes["eventcore.handler"] == "Orders.reserve_stock"
+    assert placed.attributes["eventcore.attempt"] == 1
+
+
+async def test_publish_span_and_failed_handler_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = Dispatcher(propagate_context=True, on_error=lambda *args: None)
+    tracing = otel.instrument(bus, provider)
+
+    @bus.on(Job)
+    async def fail(event: Job) -> None:
+        raise ValueError("boom")
+
+    async with bus:
+        assert await tracing.publish(bus, Job(1))
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    send, process = spans["send Job"], spans["process Job"]
+    assert send.kind is SpanKind.PRODUCER
+    assert send.context is not None
+    assert process.parent is not None
+    assert process.parent.span_id == send.context.span_id
+    assert process.status.status_code is StatusCode.ERROR
+    assert [e.name for e in process.events] == ["exception"]
+
+
+async def test_log_records_carry_event_type_and_id(caplog: pytest.LogCaptureFixture) -> None:
+    bus = Dispatcher()
+    event_logging.instrument(bus, logging.getLogger("eventcore.test.calls"))
+    log = logging.getLogger("eventcore.test.handler")
+    adapter = event_logging.event_logger("eventcore.test.adapter")
+    caplog.handler.addFilter(event_logging.EventContextFilter())
+    secret = "card-4242"
+
+    @bus.on(Job)
+    async def work(event: Job) -> None:
+        log.info("working")
+        adapter.info("via adapter")
+        assert event_logging.current_event() is not None
+
+    with caplog.at_level(logging.DEBUG), capture(bus) as events:
+        async with bus:
+            await bus.publish(Job(7))
+            await bus.publish(Job(8))
+            await events.settle()
+        log.info("outside")
+    ids = [r.__dict__["event_id"] for r in caplog.records if r.getMessage() == "working"]
+    assert len(ids) == 2
+    assert ids[0] != ids[1]
+    for record in caplog.records:
+        if record.getMessage() in ("working", "via adapter"):
+            assert record.__dict__["event_type"] == "Job"
+            assert record.__dict__["event_handler"].endswith("work")
+            assert record.__dict__["event_attempt"] == 1
+    calls = [r for r in caplog.records if r.name == "eventcore.test.calls"]
+    assert {r.getMessage().split(" ")[-1] for r in calls if "started" in r.getMessage()} == {
+        "started"
+    }
+    assert all(
+        r.__dict__["event_type"] == "Job" and isinstance(r.__dict__["event_id"], int)
+        for r in calls
+    )
+    [outside] = [r for r in caplog.records if r.getMessage() == "outside"]
+    assert outside.__dict__["event_type"] == "-"
+    assert outside.__dict__["event_id"] == "-"
+    assert all(secret not in r.getMessage() and "Job(n=" not in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    assert event_logging.current_event() is None
