@@ -44,11 +44,11 @@ async def _coroutine(run: Callable[[], Awaitable[None]]) -> None:
     await run()
 
 
-def polling_drain(counter: Counter, expected: int) -> Callable[[], Awaitable[None]]:
+def polling_drain(counter: Counter) -> Callable[[], Awaitable[None]]:
     """A drain for libraries that cannot say when they are done: poll the call count."""
 
     async def drain() -> None:
-        while counter.n < expected:  # noqa: ASYNC110 - the library offers nothing to await
+        while counter.n < counter.expected:  # noqa: ASYNC110 - the library offers nothing to await
             await anyio.sleep(0.0005)
 
     return drain
@@ -493,7 +493,7 @@ class Aiopubsub(Contender):
                 subscriber.add_async_listener(Key("bench", name), h)
             pubs.append(_emitter(publisher.publish, name))
         try:
-            yield Session(pubs, polling_drain(counter, spec.calls))
+            yield Session(pubs, polling_drain(counter))
         finally:
             await subscriber.remove_all_listeners()
 
@@ -541,11 +541,13 @@ class FastapiEvents(Contender):
                 local.register(h, event_name=name)
 
             async def publish(ev: Any, name: str = name) -> None:
-                dispatch(name, ev, validate_payload=False, middleware_id=middleware_id)
+                # A dict payload, as the library expects (its OpenTelemetry hooks read
+                # and write it as a carrier when opentelemetry is installed).
+                dispatch(name, {"event": ev}, validate_payload=False, middleware_id=middleware_id)
 
             pubs.append(publish)
         try:
-            yield Session(pubs, polling_drain(counter, spec.calls))
+            yield Session(pubs, polling_drain(counter))
         finally:
             del handler_store[middleware_id]
 

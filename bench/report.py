@@ -338,13 +338,14 @@ def _overload_table(
 ) -> list[str]:
     out = [
         (
-            f"{spec.n_events:,} events published as fast as each contender accepts them into a "
-            "handler spinning ~20 µs; each run in a fresh process; growth = peak resident set "
+            f"{spec.n_events:,} events (slow peers fewer: their growth is linear in the "
+            "count) published as fast as each contender accepts them into a handler "
+            "spinning ~20 µs; each run in a fresh process; growth = peak resident set "
             "(sampled every 2 ms) minus the resident set after a warm-up."
         ),
         "",
-        "| contender | loop | peak RSS growth | events/s |",
-        "|---|---|---|---|",
+        "| contender | loop | events | peak RSS growth | events/s |",
+        "|---|---|---|---|---|",
     ]
     for b in loops:
         for name in names:
@@ -352,7 +353,8 @@ def _overload_table(
             if sm is None or sm.skipped:
                 continue
             mb = "—" if sm.rss_mb is None else f"{sm.rss_mb:.1f} MB"
-            out.append(f"| {LABEL[name]} | {b} | {mb} | {_cell(sm)} |")
+            n = f"{sm.n_events:,}" if sm.n_events else "—"
+            out.append(f"| {LABEL[name]} | {b} | {n} | {mb} | {_cell(sm)} |")
     return out
 
 

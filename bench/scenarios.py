@@ -193,6 +193,7 @@ def run_once(contender: Contender, spec: Spec, backend: str, timeout: float) -> 
     # starts: the first event of a type sets up its routing (eventcore resolves its
     # subscriptions), a one-off cost that is measured apart as ``warmup_seconds``.
     warmup = spec.n_types if spec.n_types > 1 and spec.mode == "burst" else 0
+    counter.expected = spec.calls + warmup * spec.n_handlers
 
     async def main() -> float:
         async with contender.session(spec, types, handlers, counter) as session:
@@ -225,7 +226,7 @@ def run_once(contender: Contender, spec: Spec, backend: str, timeout: float) -> 
         seconds = run_anyio(main, backend)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:200]
-    seen, expected = counter.n, spec.calls + warmup * spec.n_handlers
+    seen, expected = counter.n, counter.expected
     ok = error is None and seen == expected
     if error is None and seen != expected:
         error = f"handlers saw {seen} of {expected} calls"
@@ -340,7 +341,8 @@ def run_overload(
 
     def child(job: tuple[Contender, str]) -> Record:
         contender, backend = job
-        cmd = [sys.executable, "-m", "bench.rss", contender.name, backend, str(spec.n_events)]
+        n = spec.scaled(contender.scale).n_events  # slow peers: fewer (their growth is linear)
+        cmd = [sys.executable, "-m", "bench.rss", contender.name, backend, str(n)]
         env = dict(os.environ, PYTHONHASHSEED="0")
         try:
             done = subprocess.run(

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 Body = Literal["noop", "yield", "busy", "latency"]
 Mode = Literal["burst", "paced", "roundtrip"]
-#: how a library calls a handler: ``h(ev)``, ``h(sender)``, ``h(key, msg)``, ``h((name, ev))``
+#: how a library calls a handler: ``h(ev)``, ``h(sender)``, ``h(key, msg)``,
+#: ``h((name, {"event": ev}))``
 Signature = Literal["ev", "sender", "key_msg", "name_ev"]
 
 Handler = Callable[..., Awaitable[Any]]
@@ -90,10 +91,12 @@ def make_types(n: int) -> list[type[Ev]]:
 class Counter:
     """Handler calls seen, plus the publish-to-handler-start latencies when recorded."""
 
-    __slots__ = ("latencies", "n")
+    __slots__ = ("expected", "latencies", "n")
 
     def __init__(self) -> None:
         self.n = 0
+        #: the calls the run expects, warm-up included (for drains that poll)
+        self.expected = 0
         self.latencies: list[float] = []
 
 
@@ -209,7 +212,7 @@ def make_handler(
         if body == "latency":
 
             async def name_ev_latency(event: Any) -> None:
-                latencies.append(clock() - event[1].t)
+                latencies.append(clock() - event[1]["event"].t)
                 counter.n += 1
 
             return name_ev_latency
