@@ -238,6 +238,22 @@ class Lifecycle(RuleBasedStateMachine):
     def stats(self) -> dict[type, Any]:
         return dict(self.portal.call(self.bus.stats))
 
+    def snapshot(self) -> tuple[dict[type, Any], Seen]:
+        """The stats and what handlers and hooks saw, read together on the loop's
+        thread: handlers keep running between rules."""
+
+        def take() -> tuple[dict[type, Any], Seen]:
+            seen = self.seen
+            copy = Seen(
+                Counter(seen.counts),
+                Counter(seen.failures),
+                Counter(seen.drops),
+                Counter(seen.errors),
+            )
+            return dict(self.bus.stats()), copy
+
+        return self.portal.call(take)
+
     def settle(self, uids: list[int]) -> None:
         now = self.tick()
         for uid in uids:
@@ -247,8 +263,9 @@ class Lifecycle(RuleBasedStateMachine):
 
     @invariant()
     def deliveries_match_the_model(self) -> None:
-        counts = self.seen.counts
-        evicted = {u for (u, r) in self.seen.drops if r is DropReason.EVICTED}
+        _, seen = self.snapshot()
+        counts = seen.counts
+        evicted = {u for (u, r) in seen.drops if r is DropReason.EVICTED}
         for uid, record in self.published.items():
             event = record.event
             if record.outcome != "accepted" or uid in evicted:
@@ -277,21 +294,19 @@ class Lifecycle(RuleBasedStateMachine):
 
     @invariant()
     def counters_match_the_model(self) -> None:
-        stats = self.stats()
+        stats, seen = self.snapshot()
         want: dict[type, Counter[str]] = {}
         for record in self.published.values():
             want.setdefault(type(record.event), Counter())[record.outcome] += 1
         evicted = Counter(
-            type(self.published[u].event) for (u, r) in self.seen.drops if r is DropReason.EVICTED
+            type(self.published[u].event) for (u, r) in seen.drops if r is DropReason.EVICTED
         )
         dropped = Counter(
             type(self.published[u].event)
-            for (u, r) in self.seen.drops
+            for (u, r) in seen.drops
             if r is DropReason.DROPPED_NEWEST
         )
-        failures = Counter(
-            type(self.published[u].event) for (_, u) in self.seen.failures.elements()
-        )
+        failures = Counter(type(self.published[u].event) for (_, u) in seen.failures.elements())
         for klass, got in stats.items():
             counts = want.get(klass, Counter())
             assert (got.accepted, got.dropped, got.refused) == (
@@ -306,7 +321,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert got.handled >= 0
             if self.running is not None:
                 assert got.queued <= self.bounds[klass], (got, self.bounds[klass])
-        assert self.seen.errors == self.seen.failures
+        assert seen.errors == seen.failures
 
     def teardown(self) -> None:
         try:
