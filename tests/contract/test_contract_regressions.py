@@ -1,11 +1,18 @@
-"""Minimal tests for the contract bugs the property tests found (see PLANTED.md for the
-deliberately planted ones). Each runs on asyncio, uvloop and trio."""
+"""Deterministic tests for the contract bugs the property tests found, and for the
+known traps that random programs hit too rarely (see PLANTED.md). Each runs on
+asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Callable
+
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
+import sniffio
 
 from eventcore import Dispatcher, DispatcherClosed, DropReason, Overflow
 
@@ -75,6 +82,62 @@ async def test_blocked_publisher_is_released_on_close() -> None:
     assert (stats.accepted, stats.refused, stats.abandoned, stats.published) == (2, 1, 2, 3)
 
 
+async def test_a_putter_cancelled_after_its_wake_up_passes_the_room_on() -> None:
+    """Promises 2 and 8, the lost-wake-up trap (anyio #146 for a bounded queue): a
+    blocked publisher told about room, then cancelled before it could use it, must
+    hand the wake-up to the next blocked publisher, or that one waits forever.
+
+    On asyncio the cancel is a native ``Task.cancel()`` (what an asyncio web server
+    does to a request's task): anyio's own cancel scopes wait until the wake-up is
+    consumed. On trio a wake-up once delivered is always consumed."""
+    bus = Dispatcher(queue_size=1, concurrency=1, overflow=Overflow.BLOCK)
+    gate = anyio.Event()
+    handled: list[int] = []
+    results: dict[int, object] = {}
+    cancel_first: list[Callable[[], object]] = []
+
+    @bus.on(A)
+    async def handler(event: Event) -> None:
+        if event.uid == 1:
+            # The worker has just taken A(1) and told the first waiting publisher
+            # about the room; cancel that publisher before it runs.
+            cancel_first[0]()
+        await gate.wait()
+        handled.append(event.uid)
+
+    async def publisher(uid: int, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        if sniffio.current_async_library() == "asyncio":
+            task = asyncio.current_task()
+            assert task is not None
+            cancel_first.append(task.cancel)
+            try:
+                task_status.started()
+                results[uid] = await bus.publish(A(uid, "p", uid))
+            except asyncio.CancelledError:
+                if sys.version_info >= (3, 11):
+                    task.uncancel()
+                results[uid] = "cancelled"
+        else:
+            with anyio.CancelScope() as scope:
+                cancel_first.append(scope.cancel)
+                task_status.started()
+                results[uid] = await bus.publish(A(uid, "p", uid))
+
+    with anyio.fail_after(10):
+        async with bus, anyio.create_task_group() as tg:
+            await bus.publish(A(0, "p", 0))
+            await anyio.wait_all_tasks_blocked()  # A(0) is being handled
+            await bus.publish(A(1, "p", 1))  # the queue is full
+            await tg.start(publisher, 2)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(bus.publish, A(3, "p", 3))
+            await anyio.wait_all_tasks_blocked()  # two publishers wait, A(2)'s first
+            gate.set()
+    accepted = [uid for uid, result in results.items() if result is True]
+    assert sorted(handled) == [0, 1, *accepted, 3]
+    assert bus.stats(A).accepted == len(handled)
+
+
 async def test_lowering_concurrency_while_running_limits_later_events() -> None:
     """Promise 4 with ``configure`` while running: once concurrency is lowered, the
     workers above the new limit finish their current event and take no more (they
@@ -111,10 +174,6 @@ async def test_lowering_concurrency_while_running_limits_later_events() -> None:
     assert max(peak_after[3:] or [1]) == 1, peak_after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG 4: TypeGroup.evict_oldest prefers `items` over the older keyed backlog",
-)
 async def test_drop_oldest_with_a_key_evicts_the_oldest_waiting_event() -> None:
     """Promise 2 / Overflow.DROP_OLDEST: an event waiting behind its key (taken out of
     the queue, still counted as queued) is older than every event in the queue, so it
