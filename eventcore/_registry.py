@@ -8,6 +8,7 @@ result; every subscribe or unsubscribe clears the cache and bumps ``version``.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic
 
@@ -87,33 +88,41 @@ def check_handler(handler: Callable[..., Any]) -> None:
 
 
 class Registry:
-    """All subscriptions, in the order they were made, and the MRO resolution cache."""
+    """All subscriptions, indexed by event type, and the MRO resolution cache."""
 
     def __init__(self) -> None:
-        self._subscriptions: list[Subscription[Any]] = []
+        self._by_type: dict[type, list[Subscription[Any]]] = {}
+        #: subscription -> its sequence number, to keep subscription order across types
+        self._order: dict[Subscription[Any], int] = {}
+        self._counter = itertools.count()
         self._cache: dict[type, tuple[Subscription[Any], ...]] = {}
 
     def add(self, subscription: Subscription[Any]) -> None:
         """Register *subscription* after every existing one."""
-        self._subscriptions.append(subscription)
+        self._by_type.setdefault(subscription.event_type, []).append(subscription)
+        self._order[subscription] = next(self._counter)
         self._cache.clear()
 
     def remove(self, subscription: Subscription[Any]) -> None:
         """Forget *subscription* (no error when it is already gone)."""
-        try:
-            self._subscriptions.remove(subscription)
-        except ValueError:
+        if self._order.pop(subscription, None) is None:
             return
+        self._by_type[subscription.event_type].remove(subscription)
         self._cache.clear()
 
     def resolve(self, event_class: type) -> tuple[Subscription[Any], ...]:
-        """The subscriptions that receive events of *event_class*, in subscription order."""
+        """The subscriptions that receive events of *event_class*, in subscription order.
+
+        Walks the MRO (not every subscription), once per class until the next change.
+        """
         found = self._cache.get(event_class)
         if found is None:
-            mro = set(event_class.__mro__)
-            found = tuple(s for s in self._subscriptions if s.event_type in mro)
-            self._cache[event_class] = found
+            by_type = self._by_type
+            matched = [s for klass in event_class.__mro__ for s in by_type.get(klass, ())]
+            if len(matched) > 1:
+                matched.sort(key=self._order.__getitem__)
+            found = self._cache[event_class] = tuple(matched)
         return found
 
     def __len__(self) -> int:
-        return len(self._subscriptions)
+        return len(self._order)

@@ -1,16 +1,21 @@
-"""Worker tasks per event type: the concurrency limit, per-key order, parking, deadlock escape.
+"""Worker tasks: one shared pool serving every event type, per-type limits, per-key order.
 
 Each concrete event type has a :class:`TypeGroup`: its channel, its resolved
-subscriptions, its counters, and up to ``concurrency`` worker *slots*. A worker
-task holds one slot. Workers start only when the type has work, handle events
-one after another without yielding between them (a handler's own awaits are the
-only checkpoints), and park when the queue is empty. At most ``max_idle_workers``
-workers stay parked across the whole dispatcher; the others retire, so 10,000
-event types never mean 10,000 idle tasks.
+subscriptions, its counters, and up to ``concurrency`` worker *slots*. The
+worker tasks form one pool shared by all types. A group with queued events and
+a free slot is *scheduled*: put once on the pool's ready line. A worker takes a
+group from that line, takes one of its slots, and handles its events one after
+another without yielding between them (a handler's own awaits are the only
+checkpoints) until the group's queue is empty; then it gives the slot back and
+takes the next ready group, or parks when there is none. So 10,000 event types
+need no task each, and a burst over many types is served by one worker without
+a task switch per event. New workers start one at a time, only while groups
+wait and no worker is parked or starting, and at most ``max_idle_workers`` stay
+parked.
 
-A type that needs nothing beyond calling its handlers is *plain*: its workers
-call them inline. Otherwise (a key, timeouts, retries, middleware, context) its
-workers run :meth:`WorkerPool._run_general`, which hands each event to
+A type that needs nothing beyond calling its handlers is *plain*: the worker
+calls them inline. Otherwise (a key, timeouts, retries, middleware, context) it
+runs :meth:`WorkerPool._serve_general`, which hands each event to
 :class:`~eventcore._delivery.Delivery`. Anything a worker must react to - a
 handler wanting its slot back, a lowered limit, a type that stopped being plain -
 raises the group's single ``attention`` flag, checked once per event.
@@ -23,14 +28,16 @@ Deadlock escape (contract 8): a handler that must wait - for room in a full
 queue, or for a ``publish_and_wait`` outcome - is *blocked*. If its waiting
 closes a cycle in the wait-for graph (every slot of the target type is blocked,
 and following those waits leads back to the handler's own type), the handler
-lends its slot: its type may start another worker to drain the queue, and the
-handler takes a slot back, ahead of new events, when its wait is over. Like a
-fork-join pool's compensation thread, this keeps ``concurrency`` as the limit
-on handlers that are *running*; one suspended in such a wait is not running.
+lends its slot: its type is scheduled again so that another worker drains its
+queue, and the handler takes a slot back, ahead of new events, when its wait is
+over. Like a fork-join pool's compensation thread, this keeps ``concurrency``
+as the limit on handlers that are *running*; one suspended in such a wait is
+not running.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Hashable
 from contextvars import Context, ContextVar, copy_context
@@ -46,8 +53,9 @@ from ._registry import Subscription
 from ._types import DropReason
 
 
-class TypeGroup:
-    """Everything the dispatcher keeps for one concrete event type."""
+class TypeGroup(Channel):
+    """Everything the dispatcher keeps for one concrete event type: its channel
+    (the bounded queue, by inheritance), settings, subscriptions, slots, counters."""
 
     __slots__ = (
         "abandoned",
@@ -55,30 +63,28 @@ class TypeGroup:
         "attention",
         "backlog",
         "blocked_on",
-        "channel",
         "concurrency",
         "dropped",
         "event_type",
         "evicted",
         "failed",
         "handler_timeout",
-        "idle",
+        "held_order",
         "in_flight",
-        "items",
         "key",
         "plain",
         "quiet",
         "refused",
         "retry",
+        "scheduled",
         "slot_waiters",
         "subs",
         "workers",
     )
 
     def __init__(self, event_type: type, config: TypeConfig) -> None:
+        super().__init__(config.queue_size, config.overflow)
         self.event_type = event_type
-        self.channel = Channel(config.queue_size, config.overflow)
-        self.items = self.channel.items
         self.concurrency = config.concurrency
         self.key: Callable[[Any], Hashable] | None = config.key
         self.handler_timeout: float | None = config.handler_timeout
@@ -88,16 +94,18 @@ class TypeGroup:
         self.plain = True
         #: whether workers must look at slot_waiters, the limit or `plain` (see refresh)
         self.attention = False
-        #: worker slots taken (running, parked or about to start)
+        #: worker slots taken by workers serving this group
         self.workers = 0
+        #: whether the group is on the pool's ready line
+        self.scheduled = False
         #: for each slot whose handler is blocked: the group it waits on
         self.blocked_on: list[TypeGroup] = []
-        #: one wake-up event per parked worker
-        self.idle: list[anyio.Event] = []
         #: handlers that lent their slot and want it back, first come first served
         self.slot_waiters: deque[anyio.Event] = deque()
         #: events waiting behind an earlier event with the same key
-        self.backlog: dict[Hashable, deque[Any]] = {}
+        self.backlog: dict[Hashable, deque[tuple[int, Any]]] = {}
+        #: numbers the events held in a backlog, in the order they were held
+        self.held_order = itertools.count()
         #: set when the group has nothing queued or in flight (for drain)
         self.quiet: anyio.Event | None = None
         self.in_flight = 0
@@ -110,8 +118,8 @@ class TypeGroup:
 
     def apply(self, config: TypeConfig) -> None:
         """Take new settings; queued events stay, a smaller bound applies to new publishes."""
-        self.channel.resize(config.queue_size)
-        self.channel.overflow = config.overflow
+        self.resize(config.queue_size)
+        self.overflow = config.overflow
         self.concurrency = config.concurrency
         self.key = config.key
         self.handler_timeout = config.handler_timeout
@@ -127,46 +135,51 @@ class TypeGroup:
     @property
     def busy(self) -> bool:
         """Whether anything is queued or in flight."""
-        return bool(self.items) or self.in_flight > 0 or self.channel.held > 0
+        return bool(self.items) or self.in_flight > 0 or self.held > 0
 
     @property
     def handled(self) -> int:
         """Accepted events whose delivery finished (derived, so the hot path counts less)."""
-        return self.accepted - self.channel.queued - self.in_flight - self.evicted - self.abandoned
+        return self.accepted - self.queued - self.in_flight - self.evicted - self.abandoned
 
     def abandon_all(self) -> list[Any]:
         """Take every waiting event out (at shutdown) and count it abandoned."""
         lost = list(self.items)
         self.items.clear()
         for waiting in self.backlog.values():
-            lost.extend(waiting)
+            lost.extend(item for _, item in waiting)
         self.backlog.clear()
-        self.channel.held = 0
-        self.channel.limit = self.channel.maxsize
+        self.held = 0
+        self.limit = self.maxsize
         self.abandoned += len(lost)
         return lost
 
     def evict_oldest(self) -> Any:
-        """Take the oldest waiting event out (DROP_OLDEST)."""
-        if self.items:
+        """Take the oldest waiting event out (DROP_OLDEST).
+
+        Events held behind their key left the queue before everything in it, so
+        the oldest of them (by the order they were held in) goes first.
+        """
+        oldest: deque[tuple[int, Any]] | None = None
+        for waiting in self.backlog.values():
+            if waiting and (oldest is None or waiting[0][0] < oldest[0][0]):
+                oldest = waiting
+        if oldest is None:
             return self.items.popleft()
-        for waiting in self.backlog.values():  # everything waits behind keys
-            if waiting:
-                self.channel.held -= 1
-                self.channel.limit += 1
-                return waiting.popleft()
-        raise AssertionError("evict_oldest on an empty queue")  # pragma: no cover
+        self.held -= 1
+        self.limit += 1
+        return oldest.popleft()[1]
 
 
 class WorkerSlot:
-    """The slot one worker task holds in its group, and whether it holds it right now."""
+    """One worker task: the group it serves now, and whether it holds a slot there."""
 
     __slots__ = ("group", "holding", "pool")
 
-    def __init__(self, pool: WorkerPool, group: TypeGroup) -> None:
+    def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self.group = group
-        self.holding = True
+        self.group: TypeGroup | None = None
+        self.holding = False
 
 
 _current_slot: ContextVar[WorkerSlot | None] = ContextVar("eventcore_worker_slot", default=None)
@@ -177,7 +190,7 @@ _LEAVE, _GENERAL, _STAY = "leave", "general", "stay"
 
 
 class WorkerPool:
-    """Starts, parks and retires the worker tasks of every group, in one task group."""
+    """The worker tasks of every group, in one task group, and the line of ready groups."""
 
     def __init__(
         self,
@@ -190,56 +203,110 @@ class WorkerPool:
         self.reporter = reporter
         self.delivery = delivery
         self.max_idle_workers = max_idle_workers
-        self.idle_workers = 0
+        #: groups with queued events and a free slot, each at most once
+        self.ready: deque[TypeGroup] = deque()
+        #: one wake-up event per parked worker
+        self.parked: list[anyio.Event] = []
+        #: workers spawned that have not started running yet
+        self.starting = 0
+        #: set once shutdown cancels the workers: no group is served any more
+        self.stopping = False
         self.context = copy_context()
         self.cancelled: type[BaseException] = anyio.get_cancelled_exc_class()
 
-    def spawn(self, group: TypeGroup) -> None:
-        """Start one more worker for *group* (the caller checked the limit)."""
-        group.workers += 1
-        # Workers start in the dispatcher's context, not in the publisher's that
-        # happened to need them (propagate_context carries that per event instead).
-        self.context.run(self._start, group)
-
-    def _start(self, group: TypeGroup) -> None:
-        name = f"eventcore:{group.event_type.__qualname__}"
-        self.task_group.start_soon(self._run, group, WorkerSlot(self, group), name=name)
+    def schedule(self, group: TypeGroup) -> None:
+        """Put *group* on the ready line (the caller checked it has work and a free slot)."""
+        group.scheduled = True
+        self.ready.append(group)
+        self._call_worker()
 
     def kick(self, group: TypeGroup) -> None:
-        """Make sure queued events of *group* have a worker coming."""
-        if group.idle:
-            group.idle.pop().set()
-        elif group.items and group.workers < group.concurrency:
-            self.spawn(group)
+        """Make sure queued events of *group* have a worker coming, if a slot is free."""
+        if group.items and group.workers < group.concurrency and not group.scheduled:
+            self.schedule(group)
+
+    def _call_worker(self) -> None:
+        """Wake a parked worker, or start one if none is parked or starting."""
+        if self.stopping:
+            return
+        if self.parked:
+            self.parked.pop().set()
+        elif not self.starting:
+            self.starting += 1
+            # Workers start in the dispatcher's context, not in the publisher's that
+            # happened to need one (propagate_context carries that per event instead).
+            self.context.run(self.task_group.start_soon, self._run)
+
+    def _next_group(self, slot: WorkerSlot) -> TypeGroup | None:
+        """Take the next ready group and a slot in it."""
+        ready = self.ready
+        while ready and not self.stopping:
+            group = ready.popleft()
+            group.scheduled = False
+            if not group.items or group.workers >= group.concurrency:
+                continue  # served meanwhile
+            group.workers += 1
+            group.refresh()
+            slot.group = group
+            slot.holding = True
+            if len(group.items) > 1 and group.workers < group.concurrency:
+                self.schedule(group)  # room for one more worker on this type
+            elif ready:
+                self._call_worker()  # other types wait: get a worker coming for them
+            return group
+        return None
+
+    def _leave(self, group: TypeGroup, slot: WorkerSlot) -> None:
+        """Give the slot in *group* back (if held) and reschedule what is left."""
+        if slot.holding:
+            slot.holding = False
+            group.workers -= 1
+            group.refresh()
+            self.kick(group)
+        if not group.items:
+            self._quiet(group)
 
     def _attend(self, group: TypeGroup, slot: WorkerSlot) -> str:
         """Decide what a worker does when its group's ``attention`` flag is up."""
         if group.slot_waiters:
-            # A handler that lent its slot wants it back: hand ours over and retire.
+            # A handler that lent its slot wants it back: hand ours over.
             slot.holding = False
             group.slot_waiters.popleft().set()
             group.refresh()
             return _LEAVE
         if group.workers > group.concurrency:  # the limit was lowered
-            slot.holding = False
-            group.workers -= 1
-            group.refresh()
             return _LEAVE
         return _STAY if group.plain else _GENERAL
 
     def _quiet(self, group: TypeGroup) -> None:
-        if not group.in_flight and not group.channel.held and group.quiet is not None:
+        if not group.in_flight and not group.held and group.quiet is not None:
             group.quiet.set()
             group.quiet = None
 
-    async def _run(self, group: TypeGroup, slot: WorkerSlot) -> None:
-        """The hot loop: handlers of a plain group are called inline."""
+    async def _run(self) -> None:
+        """One worker task: serve ready groups, park when there are none."""
+        self.starting -= 1
+        slot = WorkerSlot(self)
         _current_slot.set(slot)
+        try:
+            while True:
+                group = self._next_group(slot)
+                if group is not None:
+                    await self._serve(group, slot)
+                elif not await self._park():
+                    return
+        finally:
+            if slot.group is not None and slot.holding:
+                slot.holding = False
+                slot.group.workers -= 1
+                slot.group.refresh()
+
+    async def _serve(self, group: TypeGroup, slot: WorkerSlot) -> None:
+        """The hot loop: handle *group*'s events until its queue is empty."""
         items = group.items
-        putters = group.channel.putters
+        putters = group.putters
         reporter = self.reporter
         cancelled = self.cancelled
-        bind = _bind_slot(slot)
         item = _NOTHING
         try:
             while True:
@@ -248,20 +315,18 @@ class WorkerPool:
                     if verdict is _LEAVE:
                         return
                     if verdict is _GENERAL:
-                        if await self._run_general(group, slot):
-                            continue
+                        await self._serve_general(group, slot)
                         return
                 if not items:
-                    self._quiet(group)
-                    if await self._park(group, slot):
-                        continue
                     return
                 item = items.popleft()  # taken out only now that its handling starts
-                if putters:
-                    putters.popleft().set()
+                if putters and len(items) <= group.low_water:
+                    group.wake_putters()
                 group.in_flight += 1
                 if item.__class__ is Envelope:
-                    group.failed += await self.delivery.deliver(item, group.subs, None, None, bind)
+                    group.failed += await self.delivery.deliver(
+                        item, group.subs, None, None, _bind_slot(slot)
+                    )
                 else:
                     for sub in group.subs:
                         try:
@@ -280,18 +345,11 @@ class WorkerPool:
         finally:
             if item is not _NOTHING:
                 self._abandon_in_flight(group, item)
-            if slot.holding:
-                slot.holding = False
-                group.workers -= 1
-                group.refresh()
+            self._leave(group, slot)
 
-    async def _run_general(self, group: TypeGroup, slot: WorkerSlot) -> bool:
-        """Handle events through :class:`Delivery` until the group is plain again.
-
-        :return: True to go back to the hot loop, False when the worker leaves
-        """
+    async def _serve_general(self, group: TypeGroup, slot: WorkerSlot) -> None:
+        """Handle *group*'s events through :class:`Delivery` until none is left for us."""
         items = group.items
-        channel = group.channel
         delivery = self.delivery
         bind = _bind_slot(slot)
         held_key: Any = _NO_KEY
@@ -301,15 +359,15 @@ class WorkerPool:
                 if held_key is _NO_KEY:
                     if group.attention:
                         verdict = self._attend(group, slot)
-                        if verdict is not _GENERAL:
-                            return verdict is _STAY
+                        if verdict is _LEAVE:
+                            return
+                        if verdict is _STAY:  # plain again: back to the hot loop
+                            await self._serve(group, slot)
+                            return
                     if not items:
-                        self._quiet(group)
-                        if await self._park(group, slot):
-                            continue
-                        return False
+                        return
                     item = items.popleft()
-                    channel.wake_putter()
+                    group.wake_putter()
                     if group.key is not None:
                         key = self._key_of(group, item)
                         if key is _NO_KEY:  # the key function failed; reported
@@ -317,8 +375,8 @@ class WorkerPool:
                             continue
                         waiting = group.backlog.get(key)
                         if waiting is not None:  # another worker handles this key
-                            waiting.append(item)
-                            channel.hold()
+                            waiting.append((next(group.held_order), item))
+                            group.hold()
                             item = _NOTHING
                             continue
                         group.backlog[key] = deque()
@@ -329,8 +387,8 @@ class WorkerPool:
                         del group.backlog[held_key]
                         held_key = _NO_KEY
                         continue
-                    item = waiting.popleft()
-                    channel.unhold()
+                    item = waiting.popleft()[1]
+                    group.unhold()
                 group.in_flight += 1
                 group.failed += await delivery.deliver(
                     item, group.subs, group.handler_timeout, group.retry, bind
@@ -340,6 +398,7 @@ class WorkerPool:
         finally:
             if item is not _NOTHING:
                 self._abandon_in_flight(group, item)
+                item = _NOTHING
 
     def _key_of(self, group: TypeGroup, item: Any) -> Any:
         event = item.event if item.__class__ is Envelope else item
@@ -357,22 +416,17 @@ class WorkerPool:
         group.abandoned += 1
         self.reporter.dropped(item, DropReason.SHUTDOWN)
 
-    async def _park(self, group: TypeGroup, slot: WorkerSlot) -> bool:
-        """Wait for work; return False (slot given up) when too many workers are parked."""
-        if self.idle_workers >= self.max_idle_workers:
-            slot.holding = False
-            group.workers -= 1
-            group.refresh()
+    async def _park(self) -> bool:
+        """Wait for a ready group; return False (retire) when enough workers are parked."""
+        if len(self.parked) >= self.max_idle_workers:
             return False
         wake = anyio.Event()
-        group.idle.append(wake)
-        self.idle_workers += 1
+        self.parked.append(wake)
         try:
             await wake.wait()
         finally:
-            self.idle_workers -= 1
             if not wake.is_set():
-                group.idle.remove(wake)
+                self.parked.remove(wake)
         return True
 
     # -- deadlock escape -------------------------------------------------------------
@@ -387,6 +441,7 @@ class WorkerPool:
         if slot is None or slot.pool is not self or not slot.holding:
             return None, False
         group = slot.group
+        assert group is not None
         group.blocked_on.append(target)
         if not self._closes_cycle(group, target):
             return slot, False
@@ -402,6 +457,7 @@ class WorkerPool:
         if slot is None:
             return
         group = slot.group
+        assert group is not None
         if not lent:
             group.blocked_on.remove(target)
             return
@@ -412,9 +468,7 @@ class WorkerPool:
             return
         handed = anyio.Event()
         group.slot_waiters.append(handed)
-        group.refresh()
-        if group.idle:  # a parked worker can hand its slot over at once
-            group.idle.pop().set()
+        group.refresh()  # a worker serving the group hands its slot over
         try:
             await handed.wait()
         except BaseException:
