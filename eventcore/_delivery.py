@@ -97,12 +97,24 @@ class Envelope:
     """An accepted event that carries more than itself: the publisher's context,
     and/or a publisher waiting for its :class:`Outcome`."""
 
-    __slots__ = ("accepted_at", "context", "done", "event", "id", "outcome")
+    __slots__ = (
+        "accepted_at",
+        "calls",
+        "context",
+        "done",
+        "event",
+        "id",
+        "outcome",
+        "started_at",
+    )
 
     def __init__(self, event: Any, context: Context | None, tracked: bool) -> None:
         self.event = event
         self.id = next(_event_ids)
         self.accepted_at = anyio.current_time()
+        #: when delivery began, and handler calls made so far (for handle middleware)
+        self.started_at = self.accepted_at
+        self.calls = 0
         self.context = context
         self.done = anyio.Event() if tracked else None
         self.outcome: Outcome[Any] | None = None
@@ -144,15 +156,26 @@ class Reporter:
         self.dead_letter_sink: Callable[[DeadLetter], None] | None = None
 
     def handler_failed(
-        self, event: Any, handler: Callable[..., Any], exc: BaseException, attempts: int = 1
+        self,
+        event: Any,
+        handler: Callable[..., Any],
+        exc: BaseException,
+        attempts: int = 1,
+        event_id: int | None = None,
     ) -> None:
-        """Report a handler's final failure to ``on_error`` (or the log) and as a dead letter."""
+        """Report a handler's final failure to ``on_error`` (or the log) and as a dead letter.
+
+        The log record carries ``event_type`` and ``event_id`` (None for events that
+        travel without an envelope) as extra fields; never the payload.
+        """
         if self.on_error is None:
+            name = type(event).__qualname__
             logger.error(
                 "handler %s failed on %s",
                 getattr(handler, "__qualname__", handler),
-                type(event).__qualname__,
+                name,
                 exc_info=exc,
+                extra={"event_type": name, "event_id": event_id},
             )
         else:
             try:
@@ -247,8 +270,11 @@ class Delivery:
         envelope = item if item.__class__ is Envelope else None
         event = item if envelope is None else envelope.event
         context = None if envelope is None else envelope.context
+        event_id = None if envelope is None else envelope.id
         if context is not None:
             context_hook(context)
+        if envelope is not None and self.handle_chain:
+            envelope.started_at = anyio.current_time()
         results: list[HandlerResult] = []
         to_retry: list[tuple[int, Subscription[Any], Retry]] = []
         failed = matched = 0
@@ -269,7 +295,7 @@ class Delivery:
                 to_retry.append((len(results), sub, retry))
             elif result.exception is not None:
                 failed += 1
-                self.reporter.handler_failed(event, sub.handler, result.exception)
+                self.reporter.handler_failed(event, sub.handler, result.exception, 1, event_id)
             results.append(result)
         # Retries wait their backoff only after every other handler had its first call.
         for index, sub, retry in to_retry:
@@ -281,7 +307,9 @@ class Delivery:
                 result = await self._call(sub, event, envelope, timeout, attempt)
             if result.exception is not None:
                 failed += 1
-                self.reporter.handler_failed(event, sub.handler, result.exception, attempt)
+                self.reporter.handler_failed(
+                    event, sub.handler, result.exception, attempt, event_id
+                )
             results[index] = result
         if not matched and self.dead_letter_unmatched:
             self.reporter.dead_letter(DeadLetter(event, DeadLetterReason.UNMATCHED))
@@ -303,7 +331,11 @@ class Delivery:
             running[token] = (anyio.current_time(), event, sub)
         handler: Callable[[Any], Awaitable[Any]] = sub.handler
         if self.handle_chain and envelope is not None:
-            call = HandlerCall(sub, envelope.id, envelope.accepted_at, attempt)
+            first = envelope.calls == 0
+            envelope.calls += 1
+            call = HandlerCall(
+                sub, envelope.id, envelope.accepted_at, envelope.started_at, attempt, first
+            )
             handler = chain_call(self.handle_chain, call)
         context = None if envelope is None else envelope.context
         try:

@@ -39,13 +39,18 @@ class HandlerCall:
     :ivar subscription: the subscription whose handler is called
     :ivar event_id: a number unique to the event within this process
     :ivar accepted_at: ``anyio.current_time()`` when the event was accepted
+    :ivar started_at: ``anyio.current_time()`` when the event's delivery began
+        (``started_at - accepted_at`` is its time in the queue)
     :ivar attempt: 1 for the first call, 2 and more for retries
+    :ivar first: whether this is the first handler call of the event's delivery
     """
 
     subscription: Subscription[Any]
     event_id: int
     accepted_at: float
+    started_at: float
     attempt: int
+    first: bool
 
 
 class HandleMiddleware(Protocol):

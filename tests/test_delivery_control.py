@@ -454,3 +454,32 @@ async def test_lifecycle_hooks_and_the_slow_handler_warning(
     assert len(warnings) == 2
     assert "test_lifecycle_hooks_and_the_slow_handler_warning.<locals>.slow" in warnings[0]
     assert "on Base (threshold 0.02 s)" in warnings[0]
+
+
+async def test_failure_records_carry_the_event_type_and_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[HandlerCall] = []
+
+    async def remember(event: Any, call: HandlerCall, call_next: CallNext) -> Any:
+        calls.append(call)
+        return await call_next(event)
+
+    bus = Dispatcher(handle_middleware=[remember])
+
+    @bus.on(Base)
+    async def first(event: Base) -> None:
+        pass
+
+    @bus.on(Base)
+    async def broken(event: Base) -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="eventcore"):
+        async with bus:
+            await bus.publish(Base(1))
+    [record] = [r for r in caplog.records if "failed on Base" in r.getMessage()]
+    assert record.event_type == "Base"  # type: ignore[attr-defined]
+    assert record.event_id == calls[0].event_id  # type: ignore[attr-defined]
+    assert [c.first for c in calls] == [True, False]
+    assert calls[0].accepted_at <= calls[0].started_at == calls[1].started_at

@@ -127,9 +127,6 @@ class HandlerMetrics:
     :param type_name: how an event class becomes the ``event_type`` label
     """
 
-    #: event ids whose queue wait was observed, kept until this many newer ones came
-    _SEEN_LIMIT = 4096
-
     def __init__(
         self,
         *,
@@ -155,8 +152,6 @@ class HandlerMetrics:
             registry=registry,
             buckets=buckets,
         )
-        # Handle middleware runs once per handler call; the queue wait is per event.
-        self._seen: dict[int, None] = {}
         self._labels: dict[type, str] = {}
 
     def _label(self, event_type: type) -> str:
@@ -169,12 +164,8 @@ class HandlerMetrics:
         """Time the call; observe the queue wait on the event's first handler call."""
         label = self._label(type(event))
         start = anyio.current_time()
-        seen = self._seen
-        if call.event_id not in seen:
-            seen[call.event_id] = None
-            if len(seen) > self._SEEN_LIMIT:
-                del seen[next(iter(seen))]
-            self.queue_wait.labels(label).observe(max(0.0, start - call.accepted_at))
+        if call.first:  # once per event
+            self.queue_wait.labels(label).observe(max(0.0, call.started_at - call.accepted_at))
         handler = call.subscription.handler
         name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
         try:
