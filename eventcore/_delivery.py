@@ -108,10 +108,11 @@ class Envelope:
         "started_at",
     )
 
-    def __init__(self, event: Any, context: Context | None, tracked: bool) -> None:
+    def __init__(self, event: Any, context: Context | None, tracked: bool, stamped: bool) -> None:
         self.event = event
         self.id = next(_event_ids)
-        self.accepted_at = anyio.current_time()
+        #: ``anyio.current_time()`` at acceptance, when handle middleware needs it
+        self.accepted_at = anyio.current_time() if stamped else 0.0
         #: when delivery began, and handler calls made so far (for handle middleware)
         self.started_at = self.accepted_at
         self.calls = 0

@@ -224,6 +224,7 @@ class Dispatcher:
         if policy is not None:
             subs = tuple(s for s in subs if policy.may_receive(s.principal, group.event_type))
         group.subs = subs
+        group.calls = tuple((s.handler, s.filter) for s in subs)
         group.plain = not (
             self._full_delivery
             or group.key is not None
@@ -477,7 +478,8 @@ class Dispatcher:
                 )
         if tracked or self._envelope_all:
             context = copy_context() if self._propagate_context else None
-            return group, Envelope(event, context, tracked)
+            stamped = bool(self._delivery.handle_chain)
+            return group, Envelope(event, context, tracked, stamped)
         return group, event
 
     def _group_for(self, event: object) -> TypeGroup:

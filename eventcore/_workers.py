@@ -63,6 +63,7 @@ class TypeGroup(Channel):
         "attention",
         "backlog",
         "blocked_on",
+        "calls",
         "concurrency",
         "dropped",
         "event_type",
@@ -90,6 +91,8 @@ class TypeGroup(Channel):
         self.handler_timeout: float | None = config.handler_timeout
         self.retry: Retry | None = config.retry
         self.subs: tuple[Subscription[Any], ...] = ()
+        #: (handler, filter) of each subscription: what the hot loop needs, unpacked
+        self.calls: tuple[tuple[Callable[[Any], Any], Callable[[Any], bool] | None], ...] = ()
         #: whether workers may call handlers inline (see the module docstring)
         self.plain = True
         #: whether workers must look at slot_waiters, the limit or `plain` (see refresh)
@@ -328,18 +331,18 @@ class WorkerPool:
                         item, group.subs, None, None, _bind_slot(slot)
                     )
                 else:
-                    for sub in group.subs:
+                    for handler, accepts in group.calls:
                         try:
-                            if sub.filter is None or sub.filter(item):
-                                await sub.handler(item)
+                            if accepts is None or accepts(item):
+                                await handler(item)
                         except Exception as exc:
                             group.failed += 1
-                            reporter.handler_failed(item, sub.handler, exc)
+                            reporter.handler_failed(item, handler, exc)
                         except cancelled as exc:
                             if is_own_cancellation():
                                 raise
                             group.failed += 1
-                            reporter.handler_failed(item, sub.handler, exc)
+                            reporter.handler_failed(item, handler, exc)
                 group.in_flight -= 1
                 item = _NOTHING
         finally:
