@@ -248,8 +248,7 @@ class WorkerPool:
             group.scheduled = False
             if not group.items or group.workers >= group.concurrency:
                 continue  # served meanwhile
-            group.workers += 1
-            group.refresh()
+            group.workers += 1  # still <= concurrency: `attention` is unchanged
             slot.group = group
             slot.holding = True
             if len(group.items) > 1 and group.workers < group.concurrency:
@@ -264,7 +263,8 @@ class WorkerPool:
         if slot.holding:
             slot.holding = False
             group.workers -= 1
-            group.refresh()
+            if group.attention:  # a lowered limit may be met now
+                group.refresh()
             self.kick(group)
         if not group.items:
             self._quiet(group)
@@ -327,9 +327,12 @@ class WorkerPool:
                     group.wake_putters()
                 group.in_flight += 1
                 if item.__class__ is Envelope:
-                    group.failed += await self.delivery.deliver(
+                    # not `group.failed += await ...`: that would read the counter
+                    # before the await and lose failures counted by other workers
+                    failed = await self.delivery.deliver(
                         item, group.subs, None, None, _bind_slot(slot)
                     )
+                    group.failed += failed
                 else:
                     for handler, accepts in group.calls:
                         try:
@@ -393,9 +396,10 @@ class WorkerPool:
                     item = waiting.popleft()[1]
                     group.unhold()
                 group.in_flight += 1
-                group.failed += await delivery.deliver(
+                failed = await delivery.deliver(
                     item, group.subs, group.handler_timeout, group.retry, bind
                 )
+                group.failed += failed  # after the await (see _serve)
                 group.in_flight -= 1
                 item = _NOTHING
         finally:
