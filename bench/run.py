@@ -24,7 +24,11 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; return the exit status (1 when eventcore lost or failed a run)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a tenth of the events (< 1 min)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fortieth of the events, 0.5 s latency runs (< 1 min)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--only", nargs="*", default=(), help="scenario names to run")
     parser.add_argument("--out", type=Path, help="where RESULTS.md and the plot go")

@@ -53,9 +53,9 @@ OVERLOAD_SET = {
 
 
 def scenarios(quick: bool) -> list[Spec]:
-    """The scenario list; ``quick`` has a twentieth of the events, 1 s latency runs."""
-    k = 20 if quick else 1
-    latency_s = 1.0 if quick else 5.0
+    """The scenario list; ``quick`` has a fortieth of the events, 0.5 s latency runs."""
+    k = 40 if quick else 1
+    latency_s = 0.5 if quick else 5.0
     return [
         Spec("1type", "throughput: 1 type, 1 handler", 200_000 // k),
         Spec("fanout10", "fan-out: 10 handlers", 40_000 // k, n_handlers=10),
