@@ -15,86 +15,23 @@ stopping the server (Ctrl+C) drains every accepted event before it exits.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from eventcore import Dispatcher, Lifecycle, Overflow
+from eventcore import Dispatcher, Overflow
 from eventcore.integrations import logging as event_logging
 from eventcore.integrations import prometheus
 from eventcore.integrations.aiohttp import backpressure_middleware, get_dispatcher, setup
-
-log = event_logging.event_logger("orders")
-
-
-@dataclass(frozen=True)
-class OrderPlaced:
-    """A customer placed an order."""
-
-    order_id: str
-    total: float
-
-
-@dataclass(frozen=True)
-class StockReserved:
-    """Stock was reserved for an order (a follow-on event of OrderPlaced)."""
-
-    order_id: str
-
-
-@dataclass(frozen=True)
-class OrderCancelled:
-    """A customer cancelled an order."""
-
-    order_id: str
-
-
-class Orders:
-    """The service's state; the handlers move each order along."""
-
-    def __init__(self, bus: Dispatcher, work_seconds: float) -> None:
-        self.bus = bus
-        self.work_seconds = work_seconds
-        self.status: dict[str, str] = {}
-
-    async def reserve_stock(self, event: OrderPlaced) -> None:
-        """Reserve stock (simulated I/O), then publish the follow-on event."""
-        await asyncio.sleep(self.work_seconds)
-        if self.status.get(event.order_id) != "cancelled":
-            self.status[event.order_id] = "reserved"
-            await self.bus.publish(StockReserved(event.order_id))
-
-    async def send_receipt(self, event: StockReserved) -> None:
-        """Confirm the order (simulated I/O)."""
-        await asyncio.sleep(self.work_seconds)
-        if self.status.get(event.order_id) != "cancelled":
-            self.status[event.order_id] = "confirmed"
-        log.debug("order confirmed")
-
-    async def cancel(self, event: OrderCancelled) -> None:
-        """Mark the order cancelled."""
-        self.status[event.order_id] = "cancelled"
-        log.info("order cancelled")
-
+from examples.orders import OrderCancelled, OrderPlaced, Orders, StockReserved, report
 
 ORDERS = web.AppKey("orders", Orders)
-
-
-def report(bus: Dispatcher | None, phase: Lifecycle) -> None:
-    """Log what the dispatcher did when it stops (after draining)."""
-    if bus is not None and phase is Lifecycle.STOPPED:
-        summary = ", ".join(
-            f"{t.__qualname__} {s.handled}/{s.accepted} (abandoned {s.abandoned})"
-            for t, s in bus.stats().items()
-        )
-        log.info("dispatcher stopped; handled/accepted: %s", summary or "no events")
 
 
 async def place_order(request: web.Request) -> web.Response:
