@@ -61,7 +61,7 @@ class PaymentRequested:
 
 
 POLICIES: dict[type, tuple[Overflow, int, int, float]] = {
-    # type: (overflow, queue_size, concurrency, seconds per handler call)
+    # event type: (overflow, queue_size, concurrency, seconds per handler call)
     OrderPlaced: (Overflow.BLOCK, 32, 4, 0.004),
     ReceiptSent: (Overflow.BLOCK, 256, 8, 0.001),
     PageViewed: (Overflow.DROP_NEWEST, 64, 2, 0.002),
