@@ -186,3 +186,24 @@ async def test_configure_while_running_applies_to_new_events() -> None:
         for n in range(20):
             await bus.publish(Base(n))
     assert meter.peak == 4
+
+
+async def test_many_types_share_a_few_workers() -> None:
+    """1,000 types published round-robin are served without a task per type."""
+    bus = Dispatcher()
+    types = [type(f"Many{i}", (Base,), {}) for i in range(1000)]
+    tasks_seen: list[int] = []
+
+    @bus.on(Base)
+    async def handler(event: Base) -> None:
+        tasks_seen.append(len(anyio.get_running_tasks()))
+
+    async with bus:
+        await anyio.wait_all_tasks_blocked()
+        baseline = len(anyio.get_running_tasks())
+        for n in range(3):
+            for t in types:
+                await bus.publish(t(n))
+        await bus.drain()
+    assert len(tasks_seen) == 3000
+    assert max(tasks_seen) <= baseline + 2  # the worker, and at most one starting
