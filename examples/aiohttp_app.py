@@ -25,11 +25,10 @@ from dataclasses import asdict
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher
 from eventcore.integrations import logging as event_logging
-from eventcore.integrations import prometheus
 from eventcore.integrations.aiohttp import backpressure_middleware, get_dispatcher, setup
-from examples.orders import OrderCancelled, OrderPlaced, Orders, StockReserved, report
+from examples.orders import OrderCancelled, OrderPlaced, Orders, wire
 
 ORDERS = web.AppKey("orders", Orders)
 
@@ -98,19 +97,7 @@ def make_app(
     work_seconds: float = 0.01,
 ) -> web.Application:
     """Build the app around *bus* (see ``fastapi_app.create_app`` for the parameters)."""
-    if bus is None:
-        bus = Dispatcher(propagate_context=True, on_lifecycle=lambda phase: report(bus, phase))
-    for event_type in (OrderPlaced, StockReserved, OrderCancelled):
-        bus.configure(
-            event_type, queue_size=queue_size, concurrency=concurrency, overflow=Overflow.BLOCK
-        )
-    orders = Orders(bus, work_seconds)
-    bus.subscribe(OrderPlaced, orders.reserve_stock)
-    bus.subscribe(StockReserved, orders.send_receipt)
-    bus.subscribe(OrderCancelled, orders.cancel)
-    registry = CollectorRegistry()
-    prometheus.instrument(bus, registry=registry)
-    event_logging.instrument(bus)
+    bus, orders, registry = wire(bus, queue_size, concurrency, work_seconds)
 
     app = web.Application(middlewares=[backpressure_middleware(retry_after=1)])
     app[ORDERS] = orders

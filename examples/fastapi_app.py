@@ -26,18 +26,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher
 from eventcore.integrations import logging as event_logging
-from eventcore.integrations import prometheus
 from eventcore.integrations.fastapi import (
     DispatcherDep,
     add_backpressure_handlers,
     lifespan,
 )
-from examples.orders import OrderCancelled, OrderPlaced, Orders, StockReserved, report
+from examples.orders import OrderCancelled, OrderPlaced, Orders, wire
 
 
 class PlaceOrder(BaseModel):
@@ -71,20 +70,7 @@ def create_app(
     :param publish_timeout: how long a request waits for room before answering 503
     :param work_seconds: simulated I/O time of each handler
     """
-    if bus is None:
-        bus = Dispatcher(propagate_context=True, on_lifecycle=lambda phase: report(bus, phase))
-    for event_type in (OrderPlaced, StockReserved, OrderCancelled):
-        bus.configure(
-            event_type, queue_size=queue_size, concurrency=concurrency, overflow=Overflow.BLOCK
-        )
-    orders = Orders(bus, work_seconds)
-    bus.subscribe(OrderPlaced, orders.reserve_stock)
-    bus.subscribe(StockReserved, orders.send_receipt)
-    bus.subscribe(OrderCancelled, orders.cancel)
-
-    registry = CollectorRegistry()
-    prometheus.instrument(bus, registry=registry)
-    event_logging.instrument(bus)
+    bus, orders, registry = wire(bus, queue_size, concurrency, work_seconds)
 
     app = FastAPI(title="orders", lifespan=lifespan(bus))
     app.state.orders = orders

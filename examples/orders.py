@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
+from prometheus_client import CollectorRegistry
 
-from eventcore import Dispatcher, Lifecycle
+from eventcore import Dispatcher, Lifecycle, Overflow
 from eventcore.integrations import logging as event_logging
+from eventcore.integrations import prometheus
 
 log = event_logging.event_logger("orders")
 
@@ -74,3 +76,24 @@ def report(bus: Dispatcher | None, phase: Lifecycle) -> None:
             for t, s in bus.stats().items()
         )
         log.info("dispatcher stopped; handled/accepted: %s", summary or "no events")
+
+
+def wire(
+    bus: Dispatcher | None, queue_size: int, concurrency: int, work_seconds: float
+) -> tuple[Dispatcher, Orders, CollectorRegistry]:
+    """Configure *bus* (a new one when None) for the service, subscribe the handlers,
+    and instrument it (Prometheus metrics, event ids on log records)."""
+    if bus is None:
+        bus = Dispatcher(propagate_context=True, on_lifecycle=lambda phase: report(bus, phase))
+    for event_type in (OrderPlaced, StockReserved, OrderCancelled):
+        bus.configure(
+            event_type, queue_size=queue_size, concurrency=concurrency, overflow=Overflow.BLOCK
+        )
+    orders = Orders(bus, work_seconds)
+    bus.subscribe(OrderPlaced, orders.reserve_stock)
+    bus.subscribe(StockReserved, orders.send_receipt)
+    bus.subscribe(OrderCancelled, orders.cancel)
+    registry = CollectorRegistry()
+    prometheus.instrument(bus, registry=registry)
+    event_logging.instrument(bus)
+    return bus, orders, registry

@@ -17,7 +17,7 @@ from eventcore.integrations.aiohttp import (
     setup,
 )
 from eventcore.testing import capture
-from examples import aiohttp_app
+from examples import aiohttp_app, orders
 
 pytestmark = pytest.mark.asyncio
 
@@ -32,9 +32,9 @@ async def test_place_order_endpoint() -> None:
             assert response.status == 202
             order_id = (await response.json())["order_id"]
             await events.settle()
-            [placed] = events.assert_handled(aiohttp_app.OrderPlaced, count=1)
-            assert placed == aiohttp_app.OrderPlaced(order_id, 12.5)
-            events.assert_handled(aiohttp_app.StockReserved, count=1)
+            [placed] = events.assert_handled(orders.OrderPlaced, count=1)
+            assert placed == orders.OrderPlaced(order_id, 12.5)
+            events.assert_handled(orders.StockReserved, count=1)
             status = await client.get(f"/orders/{order_id}")
             assert (await status.json())["status"] == "confirmed"
             bad = await client.post("/orders", json={"total": 0})

@@ -24,7 +24,7 @@ from eventcore.integrations.fastapi import (
     lifespan,
 )
 from eventcore.testing import capture
-from examples import fastapi_app
+from examples import fastapi_app, orders
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,9 +44,9 @@ async def test_place_order_endpoint() -> None:
                 assert response.status_code == 202
                 order_id = response.json()["order_id"]
                 await events.settle()  # the event and its follow-on were handled
-                [placed] = events.assert_handled(fastapi_app.OrderPlaced, count=1)
-                assert placed == fastapi_app.OrderPlaced(order_id, 12.5)
-                events.assert_handled(fastapi_app.StockReserved, count=1)
+                [placed] = events.assert_handled(orders.OrderPlaced, count=1)
+                assert placed == orders.OrderPlaced(order_id, 12.5)
+                events.assert_handled(orders.StockReserved, count=1)
                 events.assert_no_failures()
                 status = await client.get(f"/orders/{order_id}")
                 assert status.json()["status"] == "confirmed"
@@ -60,7 +60,7 @@ async def test_invalid_order_publishes_nothing() -> None:
         with capture(bus) as events:
             response = await client.post("/orders", json={"total": -1})
             assert response.status_code == 422
-            events.assert_not_published(fastapi_app.OrderPlaced)
+            events.assert_not_published(orders.OrderPlaced)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import pytest
 from eventcore import Dispatcher, Lifecycle
 from eventcore.testing import capture
 from examples import aiohttp_app, fastapi_app
+from examples.orders import OrderPlaced, StockReserved
 
 from .servers import serve_aiohttp, serve_uvicorn
 
@@ -142,8 +143,8 @@ STACKS = [
             fastapi_app.create_app,
             serve_uvicorn,
             httpx_client,
-            fastapi_app.OrderPlaced,
-            fastapi_app.StockReserved,
+            OrderPlaced,
+            StockReserved,
             requests=200,
         ),
         id="uvicorn-httpx",
@@ -154,8 +155,8 @@ STACKS = [
             aiohttp_app.make_app,
             serve_aiohttp,
             aiohttp_client,
-            aiohttp_app.OrderPlaced,
-            aiohttp_app.StockReserved,
+            OrderPlaced,
+            StockReserved,
             requests=400,
         ),
         id="aiohttp-aiohttp",
