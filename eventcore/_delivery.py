@@ -17,7 +17,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from contextvars import Context
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import anyio
 
@@ -245,6 +245,12 @@ def run_in_context(context: Context, coro: Coroutine[Any, Any, Any]) -> Generato
             value, error = None, exc
 
 
+class FailureCount(Protocol):
+    """Where :meth:`Delivery.deliver` counts failures (a type's group)."""
+
+    failed: int
+
+
 class Delivery:
     """Delivers one event to its subscriptions when a type needs more than the hot path."""
 
@@ -262,12 +268,14 @@ class Delivery:
     async def deliver(
         self,
         item: Any,
+        counts: FailureCount,
         subscriptions: Sequence[Subscription[Any]],
         default_timeout: float | None,
         default_retry: Retry | None,
         context_hook: Callable[[Context], None],
-    ) -> int:
-        """Deliver *item* (an event or an :class:`Envelope`); return how many handlers failed."""
+    ) -> None:
+        """Deliver *item* (an event or an :class:`Envelope`); count each final failure
+        in ``counts.failed`` as it happens."""
         envelope = item if item.__class__ is Envelope else None
         event = item if envelope is None else envelope.event
         context = None if envelope is None else envelope.context
@@ -278,14 +286,14 @@ class Delivery:
             envelope.started_at = anyio.current_time()
         results: list[HandlerResult] = []
         to_retry: list[tuple[int, Subscription[Any], Retry]] = []
-        failed = matched = 0
+        matched = 0
         for sub in subscriptions:
             accepts = sub.filter
             try:
                 if accepts is not None and not accepts(event):
                     continue
             except Exception as exc:
-                failed += 1
+                counts.failed += 1
                 self.reporter.handler_failed(event, accepts, exc)  # type: ignore[arg-type]
                 continue
             matched += 1
@@ -295,7 +303,7 @@ class Delivery:
             if result.exception is not None and retry and retry.wants(result.exception, 1):
                 to_retry.append((len(results), sub, retry))
             elif result.exception is not None:
-                failed += 1
+                counts.failed += 1
                 self.reporter.handler_failed(event, sub.handler, result.exception, 1, event_id)
             results.append(result)
         # Retries wait their backoff only after every other handler had its first call.
@@ -307,7 +315,7 @@ class Delivery:
                 timeout = default_timeout if sub.timeout is None else sub.timeout
                 result = await self._call(sub, event, envelope, timeout, attempt)
             if result.exception is not None:
-                failed += 1
+                counts.failed += 1
                 self.reporter.handler_failed(
                     event, sub.handler, result.exception, attempt, event_id
                 )
@@ -316,7 +324,6 @@ class Delivery:
             self.reporter.dead_letter(DeadLetter(event, DeadLetterReason.UNMATCHED))
         if envelope is not None:
             envelope.finish(results)
-        return failed
 
     async def _call(
         self,

@@ -177,12 +177,14 @@ class TypeGroup(Channel):
 class WorkerSlot:
     """One worker task: the group it serves now, and whether it holds a slot there."""
 
-    __slots__ = ("group", "holding", "pool")
+    __slots__ = ("bind", "group", "holding", "pool")
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
         self.group: TypeGroup | None = None
         self.holding = False
+        #: makes this slot current inside a publisher's context (propagate_context)
+        self.bind = _bind_slot(self)
 
 
 _current_slot: ContextVar[WorkerSlot | None] = ContextVar("eventcore_worker_slot", default=None)
@@ -327,12 +329,7 @@ class WorkerPool:
                     group.wake_putters()
                 group.in_flight += 1
                 if item.__class__ is Envelope:
-                    # not `group.failed += await ...`: that would read the counter
-                    # before the await and lose failures counted by other workers
-                    failed = await self.delivery.deliver(
-                        item, group.subs, None, None, _bind_slot(slot)
-                    )
-                    group.failed += failed
+                    await self.delivery.deliver(item, group, group.subs, None, None, slot.bind)
                 else:
                     for handler, accepts in group.calls:
                         try:
@@ -357,7 +354,6 @@ class WorkerPool:
         """Handle *group*'s events through :class:`Delivery` until none is left for us."""
         items = group.items
         delivery = self.delivery
-        bind = _bind_slot(slot)
         held_key: Any = _NO_KEY
         item = _NOTHING
         try:
@@ -396,10 +392,9 @@ class WorkerPool:
                     item = waiting.popleft()[1]
                     group.unhold()
                 group.in_flight += 1
-                failed = await delivery.deliver(
-                    item, group.subs, group.handler_timeout, group.retry, bind
+                await delivery.deliver(
+                    item, group, group.subs, group.handler_timeout, group.retry, slot.bind
                 )
-                group.failed += failed  # after the await (see _serve)
                 group.in_flight -= 1
                 item = _NOTHING
         finally:
