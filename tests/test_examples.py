@@ -18,6 +18,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
         ("overflow_policies.py", "stats: accepted=20 dropped=0 evicted=15 refused=0 handled=5"),
         ("delivery_control.py", "'a': [0, 3000, 6000, 9000, 99000]"),
         ("authorization.py", "refused:         'web' may not publish PasswordChanged"),
+        ("middleware_and_context.py", "[req-3] welcome mail to grace@example.org (source req-3)"),
     ],
 )
 def test_example_runs(script: str, expected: str) -> None:
