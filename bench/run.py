@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a fortieth of the events, 0.5 s latency runs (< 1 min)",
+        help="a twentieth of the events, 0.5 s latency runs (< 1 min)",
     )
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--only", nargs="*", default=(), help="scenario names to run")
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = HERE / "out"
     out_dir.mkdir(exist_ok=True)
     results_dir: Path = args.out or (out_dir if args.quick or args.only else HERE)
+    results_dir.mkdir(parents=True, exist_ok=True)
     command = "make bench-quick" if args.quick else "make bench"
     if args.only or args.rounds:
         command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
