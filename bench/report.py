@@ -237,6 +237,18 @@ def markdown(
             "run that lost events is reported as failed, not timed."
         ),
         "",
+        *(
+            [
+                (
+                    "**A quick run**: a twentieth of the events, so fixed per-run costs "
+                    "(starting workers, first visits of each type) weigh far more than in "
+                    "`make bench`; its ratios are a smoke test, not the figures to quote."
+                ),
+                "",
+            ]
+            if meta.get("quick")
+            else []
+        ),
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['implementation']} {m['python']}, "
         f"{m['os']}; loops: asyncio, uvloop {m['versions']['uvloop']}, trio "
         f"{m['versions']['trio']} (anyio {m['versions']['anyio']}); eventcore at "
