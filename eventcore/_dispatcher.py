@@ -140,12 +140,14 @@ class Dispatcher:
         self._registry = Registry()
         self._configs: dict[type, TypeConfig] = {}
         self._groups: dict[type, TypeGroup] = {}
-        #: the groups publish may use without the slow path (see _settle)
-        self._fast: dict[type, TypeGroup] = self._groups
+        #: the groups publish may use without the slow path: empty unless running with
+        #: nothing to do on the way in (see _open_fast_path)
+        self._fast: dict[type, TypeGroup] = {}
+        self._slow_publish = False
         self._full_delivery = False
         self._envelope_all = False
-        self.use(publish=publish_middleware, handle=handle_middleware)
         self._phase = _Phase.NEW
+        self.use(publish=publish_middleware, handle=handle_middleware)
         self._pool: WorkerPool | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -263,9 +265,17 @@ class Dispatcher:
         self._full_delivery = (
             handle_chain or self._dead_letter_unmatched or self._slow_handler_threshold is not None
         )
-        slow_publish = bool(self._publish_chain) or self._policy is not None or self._envelope_all
-        self._fast = {} if slow_publish else self._groups
+        self._slow_publish = (
+            bool(self._publish_chain) or self._policy is not None or self._envelope_all
+        )
+        self._open_fast_path()
         self._subscriptions_changed()
+
+    def _open_fast_path(self) -> None:
+        """Let publish skip its checks only while running with nothing to do on the way in
+        (one dict lookup then decides both: no phase test on the hot path)."""
+        fast = self._phase is _RUNNING and not self._slow_publish
+        self._fast = self._groups if fast else {}
 
     def configure(
         self,
@@ -346,7 +356,7 @@ class Dispatcher:
         :raises InvalidEvent: *event* is None, a class, or a builtin value
         """
         group = self._fast.get(event.__class__)
-        if group is None or self._phase is not _RUNNING:
+        if group is None:  # a new type, not running, or middleware/policy/context to apply
             prepared = self._prepare(event, principal, tracked=False)
             if prepared is None:
                 return False
@@ -638,6 +648,7 @@ class Dispatcher:
             self._token = anyio.lowlevel.current_token()
             self._loop_thread = threading.get_ident()
             self._phase = _Phase.RUNNING
+            self._open_fast_path()
             self._exit_stack = stack.pop_all()
         self._lifecycle(Lifecycle.STARTED)
         return self
@@ -660,6 +671,7 @@ class Dispatcher:
         assert stack is not None
         assert pool is not None
         self._phase = _Phase.CLOSING
+        self._open_fast_path()
         self._lifecycle(Lifecycle.DRAINING)
         abandoned_before = sum(g.abandoned for g in self._groups.values())
         try:
@@ -670,6 +682,7 @@ class Dispatcher:
             return await stack.__aexit__(exc_type, exc, tb)
         finally:
             self._phase = _Phase.CLOSED
+            self._open_fast_path()
             self._token = None
             self._pool = None
             self._exit_stack = None
