@@ -18,6 +18,7 @@ from ._deadletters import DeadLetterReason as DeadLetterReason
 from ._delivery import HandlerResult as HandlerResult
 from ._delivery import Outcome as Outcome
 from ._dispatcher import Dispatcher as Dispatcher
+from ._dispatcher import Installed as Installed
 from ._errors import DispatcherClosed as DispatcherClosed
 from ._errors import EventcoreError as EventcoreError
 from ._errors import HandlerTimeout as HandlerTimeout
@@ -50,6 +51,7 @@ __all__ = [
     "HandlerCall",
     "HandlerResult",
     "HandlerTimeout",
+    "Installed",
     "InvalidConfiguration",
     "InvalidEvent",
     "InvalidHandler",

@@ -243,18 +243,49 @@ class Dispatcher:
         *,
         publish: Sequence[PublishMiddleware] = (),
         handle: Sequence[HandleMiddleware] = (),
-    ) -> None:
+    ) -> Installed:
         """Add publish and/or handle middleware after the ones already installed.
 
         Same as the constructor's ``publish_middleware`` / ``handle_middleware``
         (see ``eventcore._middleware``); takes effect for events published from now on.
+
+        :return: a handle whose ``remove()`` takes exactly these middleware out again
         """
         for name, chain in (("publish", publish), ("handle", handle)):
             if not all(callable(m) for m in chain):
                 raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")
-        self._publish_chain += tuple(publish)
-        self._delivery.handle_chain += tuple(handle)
+        installed = Installed(self, tuple(publish), tuple(handle))
+        self._publish_chain += installed.publish
+        self._delivery.handle_chain += installed.handle
         self._settle()
+        return installed
+
+    def _remove_middleware(self, installed: Installed) -> None:
+        self._publish_chain = _without(self._publish_chain, installed.publish)
+        self._delivery.handle_chain = _without(self._delivery.handle_chain, installed.handle)
+        self._settle()
+
+    @property
+    def propagate_context(self) -> bool:
+        """Whether handlers run in a copy of the publisher's ``contextvars``.
+
+        Settable at any time (integrations turn it on); applies to events published
+        from then on.
+        """
+        return self._propagate_context
+
+    @propagate_context.setter
+    def propagate_context(self, value: bool) -> None:
+        self._propagate_context = bool(value)
+        self._settle()
+
+    def subscriptions(self) -> tuple[Subscription[Any], ...]:
+        """Every active subscription, in subscription order."""
+        return self._registry.all()
+
+    def configured_types(self) -> tuple[type, ...]:
+        """The event types given settings of their own with :meth:`configure`."""
+        return tuple(self._configs)
 
     def _settle(self) -> None:
         """Decide which paths publish and delivery take, from the features in use."""
@@ -709,6 +740,39 @@ class Dispatcher:
             group.blocked_on.clear()
             group.slot_waiters.clear()
             group.refresh()
+
+
+class Installed:
+    """Middleware added by :meth:`Dispatcher.use`; ``remove()`` takes it out again."""
+
+    __slots__ = ("_owner", "handle", "publish")
+
+    def __init__(
+        self,
+        owner: Dispatcher,
+        publish: tuple[PublishMiddleware, ...],
+        handle: tuple[HandleMiddleware, ...],
+    ) -> None:
+        self._owner: Dispatcher | None = owner
+        self.publish = publish
+        self.handle = handle
+
+    def remove(self) -> None:
+        """Take these middleware out (events already queued keep their envelope). Idempotent."""
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._remove_middleware(self)
+
+
+def _without(chain: tuple[Any, ...], removed: tuple[Any, ...]) -> tuple[Any, ...]:
+    """*chain* without one occurrence of each of *removed* (by identity)."""
+    kept = list(chain)
+    for item in removed:
+        for index, present in enumerate(kept):
+            if present is item:
+                del kept[index]
+                break
+    return tuple(kept)
 
 
 def _snapshot(group: TypeGroup) -> TypeStats:

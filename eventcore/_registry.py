@@ -124,5 +124,9 @@ class Registry:
             found = self._cache[event_class] = tuple(matched)
         return found
 
+    def all(self) -> tuple[Subscription[Any], ...]:
+        """Every subscription, in subscription order."""
+        return tuple(self._order)
+
     def __len__(self) -> int:
         return len(self._order)
