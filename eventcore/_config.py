@@ -71,6 +71,8 @@ class TypeConfig:
         one at a time in accepted order, different keys concurrently
     :param handler_timeout: default for subscriptions without their own ``timeout=``
     :param retry: default for subscriptions without their own ``retry=``
+    :param transport: the broker transport the type is routed through (None: the
+        dispatcher's, else in memory); see ``eventcore._transport``
     """
 
     queue_size: int = 1024
@@ -79,6 +81,7 @@ class TypeConfig:
     key: Callable[[Any], Hashable] | None = field(default=None, compare=False)
     handler_timeout: float | None = None
     retry: Retry | None = None
+    transport: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _positive_int("queue_size", self.queue_size)
@@ -91,6 +94,7 @@ class TypeConfig:
             raise InvalidConfiguration(f"key must be a callable, got {self.key!r}")
         check_timeout("handler_timeout", self.handler_timeout)
         check_retry(self.retry)
+        check_transport(self.transport)
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -111,3 +115,15 @@ def check_retry(value: object) -> None:
     """Raise :class:`InvalidConfiguration` unless *value* is None or a :class:`Retry`."""
     if value is not None and not isinstance(value, Retry):
         raise InvalidConfiguration(f"retry must be an eventcore.Retry or None, got {value!r}")
+
+
+def check_transport(value: object) -> None:
+    """Raise :class:`InvalidConfiguration` unless *value* is None or has ``send`` and
+    ``source`` (see ``eventcore._transport.Transport``)."""
+    if value is not None and not (
+        callable(getattr(value, "send", None)) and callable(getattr(value, "source", None))
+    ):
+        raise InvalidConfiguration(
+            f"transport must have send() and source() methods (see eventcore.Transport), "
+            f"got {value!r}"
+        )

@@ -25,6 +25,7 @@ from ._config import Retry
 from ._deadletters import DeadLetter, DeadLetterHook, DeadLetterReason
 from ._errors import HandlerTimeout
 from ._middleware import HandleMiddleware, HandlerCall, chain_call
+from ._transport import Receipt, verdict_of
 from ._types import DropHook, DropReason, E, ErrorHook
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -92,10 +93,13 @@ class Outcome(Generic[E]):
 
 _event_ids = itertools.count(1)
 
+#: marks "no key" (None is a valid key)
+NO_KEY: Any = object()
+
 
 class Envelope:
-    """An accepted event that carries more than itself: the publisher's context,
-    and/or a publisher waiting for its :class:`Outcome`."""
+    """An accepted event that carries more than itself: the publisher's context, a
+    publisher waiting for its :class:`Outcome`, its key, or a transport's receipt."""
 
     __slots__ = (
         "accepted_at",
@@ -104,11 +108,21 @@ class Envelope:
         "done",
         "event",
         "id",
+        "key",
         "outcome",
+        "receipt",
         "started_at",
     )
 
-    def __init__(self, event: Any, context: Context | None, tracked: bool, stamped: bool) -> None:
+    def __init__(
+        self,
+        event: Any,
+        context: Context | None,
+        tracked: bool,
+        stamped: bool,
+        key: Any = NO_KEY,
+        receipt: Receipt | None = None,
+    ) -> None:
         self.event = event
         self.id = next(_event_ids)
         #: ``anyio.current_time()`` at acceptance, when handle middleware needs it
@@ -119,11 +133,17 @@ class Envelope:
         self.context = context
         self.done = anyio.Event() if tracked else None
         self.outcome: Outcome[Any] | None = None
+        #: the event's key, computed when it was published (NO_KEY: none)
+        self.key = key
+        #: settled with the delivery's verdict (events that came from a transport)
+        self.receipt = receipt
 
     def finish(
         self, results: Sequence[HandlerResult] = (), dropped: DropReason | None = None
     ) -> None:
-        """Record the outcome and wake the publisher, if one waits."""
+        """Record the outcome, settle the receipt, and wake the publisher, if one waits."""
+        if self.receipt is not None:
+            self.receipt.settle(verdict_of(results, dropped))
         if self.done is not None:
             self.outcome = Outcome(self.event, tuple(results), dropped)
             self.done.set()
@@ -264,6 +284,8 @@ class Delivery:
             {} if track_calls else None
         )
         self._call_ids = itertools.count()
+        #: set once shutdown's deadline passed: no handler call starts any more
+        self.stopping = False
 
     async def deliver(
         self,
@@ -273,9 +295,13 @@ class Delivery:
         default_timeout: float | None,
         default_retry: Retry | None,
         context_hook: Callable[[Context], None],
-    ) -> None:
+    ) -> bool:
         """Deliver *item* (an event or an :class:`Envelope`); count each final failure
-        in ``counts.failed`` as it happens."""
+        in ``counts.failed`` as it happens.
+
+        :return: False when shutdown's deadline passed before every handler had its
+            calls (the caller reports the event as cut off), else True
+        """
         envelope = item if item.__class__ is Envelope else None
         event = item if envelope is None else envelope.event
         context = None if envelope is None else envelope.context
@@ -288,6 +314,8 @@ class Delivery:
         to_retry: list[tuple[int, Subscription[Any], Retry]] = []
         matched = 0
         for sub in subscriptions:
+            if self.stopping:
+                return False
             accepts = sub.filter
             try:
                 if accepts is not None and not accepts(event):
@@ -311,6 +339,8 @@ class Delivery:
             attempt, result = 1, results[index]
             while result.exception is not None and retry.wants(result.exception, attempt):
                 await anyio.sleep(retry.delay(attempt))
+                if self.stopping:
+                    return False
                 attempt += 1
                 timeout = default_timeout if sub.timeout is None else sub.timeout
                 result = await self._call(sub, event, envelope, timeout, attempt)
@@ -324,6 +354,7 @@ class Delivery:
             self.reporter.dead_letter(DeadLetter(event, DeadLetterReason.UNMATCHED))
         if envelope is not None:
             envelope.finish(results)
+        return True
 
     async def _call(
         self,

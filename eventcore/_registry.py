@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import weakref
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Any, Generic
 
 from ._config import Retry
 from ._errors import InvalidHandler
 from ._types import E, Filter, Handler
-
-if TYPE_CHECKING:
-    from ._dispatcher import Dispatcher
 
 
 class Subscription(Generic[E]):
     """A handler registered for an event type (and its subclasses), with an optional filter."""
 
     __slots__ = (
-        "_owner",
+        "_on_end",
         "event_type",
         "filter",
         "handler",
@@ -35,7 +33,7 @@ class Subscription(Generic[E]):
 
     def __init__(
         self,
-        owner: Dispatcher,
+        on_end: Callable[[Subscription[Any]], None],
         event_type: type[E],
         handler: Handler[E],
         filter: Filter[E] | None = None,
@@ -44,7 +42,8 @@ class Subscription(Generic[E]):
         retry: Retry | None = None,
         principal: Hashable | None = None,
     ) -> None:
-        self._owner: Dispatcher | None = owner
+        #: tells the dispatcher the subscription ended (None once it has)
+        self._on_end: Callable[[Subscription[Any]], None] | None = on_end
         self.event_type = event_type
         self.handler = handler
         self.filter = filter
@@ -58,14 +57,13 @@ class Subscription(Generic[E]):
     @property
     def active(self) -> bool:
         """Whether the subscription still receives events."""
-        return self._owner is not None
+        return self._on_end is not None
 
     def unsubscribe(self) -> None:
         """Stop receiving events, including those already queued. Idempotent."""
-        owner, self._owner = self._owner, None
-        if owner is not None:
-            owner._registry.remove(self)
-            owner._subscriptions_changed()
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end(self)
 
     def __repr__(self) -> str:
         name = getattr(self.handler, "__qualname__", repr(self.handler))
@@ -95,7 +93,10 @@ class Registry:
         #: subscription -> its sequence number, to keep subscription order across types
         self._order: dict[Subscription[Any], int] = {}
         self._counter = itertools.count()
-        self._cache: dict[type, tuple[Subscription[Any], ...]] = {}
+        #: weak on the class: resolving a class never keeps it alive
+        self._cache: weakref.WeakKeyDictionary[type, tuple[Subscription[Any], ...]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def add(self, subscription: Subscription[Any]) -> None:
         """Register *subscription* after every existing one."""
@@ -107,7 +108,10 @@ class Registry:
         """Forget *subscription* (no error when it is already gone)."""
         if self._order.pop(subscription, None) is None:
             return
-        self._by_type[subscription.event_type].remove(subscription)
+        subscriptions = self._by_type[subscription.event_type]
+        subscriptions.remove(subscription)
+        if not subscriptions:
+            del self._by_type[subscription.event_type]
         self._cache.clear()
 
     def resolve(self, event_class: type) -> tuple[Subscription[Any], ...]:

@@ -24,6 +24,7 @@ from eventcore import (
     HandlerCall,
     HandlerTimeout,
     InvalidConfiguration,
+    InvalidEvent,
     Lifecycle,
     Overflow,
     Retry,
@@ -247,12 +248,14 @@ async def test_per_key_order_holds_while_keys_run_concurrently() -> None:
     assert bus.stats(Payment).handled == 60
 
 
-async def test_a_failing_key_function_is_reported_not_fatal() -> None:
-    failures: list[tuple[object, object]] = []
-    bus = Dispatcher(on_error=lambda e, h, x: failures.append((e, h)))
+async def test_a_failing_key_function_refuses_the_publish_and_harms_nothing() -> None:
+    # Regression (issue 9, items 6 and 7): the key is computed when the event is
+    # published, so a failing or unhashable key is the publisher's InvalidEvent - not
+    # a crashed worker pool, nor a "handled" event that no handler saw.
+    bus = Dispatcher()
 
-    def key(event: Base) -> int:
-        return 1 // event.n
+    def key(event: Base) -> object:
+        return [1] if event.n == 3 else 1 // event.n
 
     bus.configure(Base, key=key)
     seen: list[int] = []
@@ -262,10 +265,19 @@ async def test_a_failing_key_function_is_reported_not_fatal() -> None:
         seen.append(event.n)
 
     async with bus:
-        for n in (1, 0, 2):
-            await bus.publish(Base(n))
+        await bus.publish(Base(1))
+        with pytest.raises(InvalidEvent, match="key function") as failed:
+            await bus.publish(Base(0))
+        assert isinstance(failed.value.__cause__, ZeroDivisionError)
+        with pytest.raises(InvalidEvent, match="hashable"):
+            await bus.publish_and_wait(Base(3))
+        with pytest.raises(InvalidEvent):
+            bus.publish_nowait(Base(0))
+        await bus.publish(Base(2))
+        await bus.drain()
+        stats = bus.stats(Base)
+        assert (stats.accepted, stats.handled, stats.refused, stats.in_flight) == (2, 2, 3, 0)
     assert seen == [1, 2]
-    assert failures == [(Base(0), key)]
 
 
 async def test_publish_middleware_enriches_refuses_and_reroutes() -> None:

@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from eventcore import Dispatcher, InvalidEvent, InvalidHandler
+from eventcore import Dispatcher, InvalidConfiguration, InvalidEvent, InvalidHandler
 
 from .events import Base, Child, GrandChild, Other
 
@@ -130,5 +130,5 @@ def test_subscribe_needs_a_class_and_a_callable_filter() -> None:
 
     with pytest.raises(InvalidEvent):
         bus.subscribe(Base(1), handler)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="filter"):
+    with pytest.raises(InvalidConfiguration, match="filter"):
         bus.subscribe(Base, handler, filter=True)  # type: ignore[arg-type]

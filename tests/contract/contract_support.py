@@ -84,10 +84,11 @@ class QueueModel:
     """The reference model: per concrete type, the FIFO of accepted events not yet taken.
 
     A publish is recorded when it returns: nothing yields between the append and the
-    return, except in a handler that lent its worker slot (the deadlock escape) and
-    takes a slot back after appending, so its event may be taken before its publish
-    returns. A handler's blocking publish is therefore *floating*: the model knows it
-    is somewhere in the queue, and checks the order exactly among the other events.
+    return, except in a publish that found the queue full and waited: room is handed
+    to it (its event enters the queue) before it runs again, so its event may be
+    taken, or followed by others, before its publish returns. Such a publish is
+    *floating*: the model knows it is somewhere in the queue, and checks the order
+    exactly among the other events.
 
     Every check appends a message to :attr:`violations` instead of raising, because
     a check may run inside a handler or a hook, where the dispatcher isolates errors.
@@ -142,6 +143,10 @@ class QueueModel:
             self.fail(f"{what} {event!r}, which is not in the queue")
 
     # -- what publishers see ---------------------------------------------------------
+
+    def full(self, klass: type) -> bool:
+        """Whether a publish of *klass* would find the queue full now (and may wait)."""
+        return self.bus.stats(klass).queued >= self.bus.config(klass).queue_size
 
     def publishing(self, event: Event, *, floating: bool) -> None:
         """Record that a publish of *event* begins."""

@@ -117,8 +117,11 @@ async def run_keyed(program: KeyedProgram, problems: Problems) -> None:
     )
     bus.configure(Job, key=lambda job: job.key)
     uids = itertools.count()
-    #: uid -> its place in the global acceptance order
+    #: uid -> its place in the global acceptance order (when its publish returned)
     accepted: dict[int, int] = {}
+    #: uid -> when its publish was called, on the same clock: a publish that waited
+    #: for room was accepted somewhere between the two (the room is handed to it)
+    called: dict[int, int] = {}
     outcomes: Counter[str] = Counter()
     events: dict[int, Job] = {}
     first_of_key: dict[int, int] = {}
@@ -164,6 +167,7 @@ async def run_keyed(program: KeyedProgram, problems: Problems) -> None:
             job = Job(next(uids), step.key, number, seq)
             events[job.uid] = job
             step_yields[job.uid] = step.yields
+            called[job.uid] = len(accepted)
             try:
                 ok = bus.publish_nowait(job) if step.nowait else await bus.publish(job)
             except QueueFull:
@@ -195,11 +199,12 @@ async def run_keyed(program: KeyedProgram, problems: Problems) -> None:
     if not evicted <= set(accepted):
         problems.fail(f"evicted events never accepted: {evicted - set(accepted)}")
     # Per-key order: each key's events start in accepted order (so, with one
-    # publisher, in publish order).
+    # publisher, in publish order). An event handled earlier must not have been
+    # published only after the later one was accepted.
     last: dict[int, Job] = {}
     for job in handled:
         before = last.get(job.key)
-        if before is not None and accepted.get(before.uid, -1) > accepted.get(job.uid, -1):
+        if before is not None and called.get(before.uid, -1) > accepted.get(job.uid, -1):
             problems.fail(f"key {job.key}: {job!r} handled after the later {before!r}")
         last[job.key] = job
     if running[1] > program.concurrency:

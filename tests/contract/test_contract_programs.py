@@ -210,8 +210,9 @@ async def execute(program: Program, *, forced: bool) -> Run:
         )
 
     async def publish(event: Event, mode: str, inside: Event | None) -> None:
-        # A handler's blocking publish may lend its slot: see QueueModel.
-        model.publishing(event, floating=inside is not None and mode != "nowait")
+        # A publish that waits for room is accepted when room is handed to it, before
+        # it returns: see QueueModel.
+        model.publishing(event, floating=mode != "nowait" and model.full(type(event)))
         if inside is not None:
             model.suspend(inside)  # waiting in publish is not running (the deadlock escape)
         try:

@@ -1,0 +1,227 @@
+"""The dispatcher's life: start (``async with``), drain, shutdown with a deadline,
+the pumps of routed types, and the thread bridge."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
+
+from ._core import Phase
+from ._delivery import NO_KEY, Envelope
+from ._errors import DispatcherClosed, InvalidEvent
+from ._publishing import Publishing
+from ._state import TypeState
+from ._transport import Verdict
+from ._types import DropReason, Lifecycle
+from ._workers import WorkerPool
+
+logger = logging.getLogger("eventcore")
+
+_D = TypeVar("_D", bound="Running")
+
+
+class Running(Publishing):
+    """``async with dispatcher``, ``drain()``, ``publish_threadsafe()``."""
+
+    shutdown_timeout: float
+    _max_idle_workers: int
+    _on_lifecycle: Any
+    _exit_stack: AsyncExitStack | None
+    _pumps: anyio.abc.TaskGroup | None
+
+    async def __aenter__(self: _D) -> _D:
+        if self._phase is Phase.RUNNING or self._phase is Phase.CLOSING:
+            raise RuntimeError("this dispatcher is already running")
+        async with AsyncExitStack() as stack:
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._pool = WorkerPool(
+                task_group, self._reporter, self._delivery, self._max_idle_workers
+            )
+            self._delivery.stopping = False
+            if self._slow_handler_threshold is not None:
+                task_group.start_soon(
+                    self._delivery.watch_slow_handlers, self._slow_handler_threshold
+                )
+            self._pumps = await stack.enter_async_context(anyio.create_task_group())
+            self._token = anyio.lowlevel.current_token()
+            self._loop_thread = threading.get_ident()
+            self._phase = Phase.RUNNING
+            self._open_fast_path()
+            self._start_pumps()
+            self._exit_stack = stack.pop_all()
+        self._lifecycle(Lifecycle.STARTED)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, pool, pumps = self._exit_stack, self._pool, self._pumps
+        assert stack is not None
+        assert pool is not None
+        assert pumps is not None
+        self._phase = Phase.CLOSING
+        self._open_fast_path()
+        self._lifecycle(Lifecycle.DRAINING)
+        abandoned_before = self._abandoned()
+        try:
+            pumps.cancel_scope.cancel()  # fetch nothing more from brokers
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_timeout):
+                await self._quiet()
+        finally:
+            # The deadline passed (or everything drained): no handler starts from now on.
+            pool.stop(list(self._table))
+            pool.task_group.cancel_scope.cancel()
+            try:
+                # The body's own exception is not handed to the task groups: it leaves
+                # `async with` as itself, never wrapped in an ExceptionGroup.
+                await stack.__aexit__(None, None, None)
+            finally:
+                self._stopped(abandoned_before)
+
+    def _stopped(self, abandoned_before: int) -> None:
+        """Report what shutdown cut off and forget everything bound to the event loop."""
+        self._phase = Phase.CLOSED
+        self._open_fast_path()
+        self._token = None
+        self._loop_thread = None
+        self._pool = None
+        self._pumps = None
+        self._exit_stack = None
+        for state in self._table:
+            for item in state.abandon():
+                self._reporter.dropped(item, DropReason.SHUTDOWN)
+            state.reset()
+        self._table.sweep()
+        lost = self._abandoned() - abandoned_before
+        if lost:
+            logger.warning(
+                "shutdown_timeout (%s s) ran out: %d accepted event(s) were not handled "
+                "(counted as abandoned in stats(), passed to on_drop if set)",
+                self.shutdown_timeout,
+                lost,
+            )
+        self._lifecycle(Lifecycle.STOPPED)
+
+    def _abandoned(self) -> int:
+        live = sum(state.abandoned for state in self._table)
+        return live + sum(counters[6] for _, counters in self._table.retired_counters())
+
+    def _lifecycle(self, phase: Lifecycle) -> None:
+        logger.debug("dispatcher %s", phase.value)
+        if self._on_lifecycle is not None:
+            try:
+                self._on_lifecycle(phase)
+            except Exception:
+                logger.exception("on_lifecycle hook failed (%s)", phase.value)
+
+    async def drain(self) -> None:
+        """Wait until no event is queued or in flight, including follow-on events.
+
+        :raises DispatcherClosed: the dispatcher was never started
+        :raises RuntimeError: called from one of the dispatcher's own handlers (it
+            would wait for that handler itself)
+        """
+        if self._phase is Phase.NEW:
+            raise DispatcherClosed(self._closed_message())
+        if self._is_own_worker():
+            raise RuntimeError(
+                "drain() was awaited inside a handler of this dispatcher: it would wait for "
+                "that handler itself; use publish_and_wait() to wait for follow-on events"
+            )
+        await self._quiet()
+
+    async def _quiet(self) -> None:
+        while True:
+            busy = next((state for state in self._table if state.busy), None)
+            if busy is None:
+                return
+            if busy.quiet is None:
+                busy.quiet = anyio.Event()
+            await busy.quiet.wait()
+
+    # -- routed types ----------------------------------------------------------------
+
+    def _start_pumps(self) -> None:
+        """Start fetching every routed type that has subscriptions."""
+        types = {sub.event_type for sub in self._registry.all()}
+        for event_type in types:
+            if self._route_of(event_type) is not None:
+                self._start_pump(event_type)
+
+    def _start_pump(self, event_type: type) -> None:
+        pumps = self._pumps
+        if pumps is None or self._phase is not Phase.RUNNING:
+            return
+        state = self._table.get(event_type) or self._new_state(event_type)
+        if state.route is not None and not state.pumped:
+            state.pumped = True
+            pumps.start_soon(self._pump, state)
+
+    async def _pump(self, state: TypeState) -> None:
+        """Fetch *state*'s events from its transport, never more than the queue has room for."""
+        source = state.route.source(state.event_type)
+        try:
+            while True:
+                room = state.limit - len(state.items)
+                if room <= 0:
+                    putter = state.park_putter(None, room_only=True)  # woken by room
+                    try:
+                        await putter.wake.wait()
+                    finally:
+                        state.forget_putter(putter)
+                    continue
+                for event, receipt in await source.fetch(room):
+                    key = self._key_or_reject(state, event, receipt)
+                    if key is not None:
+                        self._enqueue(state, Envelope(event, None, False, False, key[0], receipt))
+        finally:
+            state.pumped = False
+
+    def _key_or_reject(self, state: TypeState, event: Any, receipt: Any) -> tuple[Any] | None:
+        """The key of a fetched event (NO_KEY without a key function); a failing key
+        function rejects the event instead (reported, dead-lettered, receipt rejected)."""
+        if state.key is None:
+            return (NO_KEY,)
+        try:
+            return (state.key_of(event),)
+        except InvalidEvent as exc:
+            state.failed += 1
+            self._reporter.handler_failed(event, state.key, exc)
+            receipt.settle(Verdict.REJECTED)
+            return None
+
+    # -- other threads ---------------------------------------------------------------
+
+    def publish_threadsafe(self, event: object, *, timeout: float | None = None) -> bool:
+        """Publish from a thread other than the event loop's; blocks that thread until
+        the event is accepted (see :meth:`publish` for the result and errors).
+
+        :raises DispatcherClosed: the dispatcher is not running (or stopped meanwhile)
+        :raises RuntimeError: called from the event loop thread itself (use ``publish``)
+        """
+        token = self._token
+        if token is None:
+            raise DispatcherClosed(self._closed_message())
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError(
+                "publish_threadsafe() was called on the event loop's own thread, where it would "
+                "block the loop: use `await publish(...)` or `publish_nowait(...)` there"
+            )
+        try:
+            return anyio.from_thread.run(self._publish_from_thread, event, timeout, token=token)
+        except anyio.RunFinishedError:
+            raise DispatcherClosed("the dispatcher's event loop has finished") from None
+
+    async def _publish_from_thread(self, event: object, timeout: float | None) -> bool:
+        return await self.publish(event, timeout=timeout)

@@ -1,0 +1,91 @@
+"""The seam for brokers: what a transport implements to carry event types across processes.
+
+In memory (the default) an accepted event goes straight into its type's bounded
+queue. A type *routed* through a transport (``Dispatcher(transport=...)`` or
+``configure(T, transport=...)``) goes the long way::
+
+    publish(event) -> transport.send(event_type, event)     durable accept: returns
+                                                             once the broker has it
+    pump, per routed type:
+        room = free places in the local queue
+        source.fetch(room) -> [(event, receipt), ...]        never more than room
+        -> local bounded queue -> workers -> delivery
+        -> receipt.settle(verdict)                           once per fetched event
+
+The local queue stays the bound and the concurrency limiter on the consuming
+side: a source never holds more than the room it was given. Each fetched event
+ends in exactly one :class:`Verdict`; the transport maps it to its broker
+(JetStream: ack / ack / nak / term; Redis Streams: XACK / XACK / leave pending /
+XACK to a dead-letter stream). Redelivery after a crash is the broker's job.
+
+Nothing here costs the in-memory path anything: routed types never take the
+publish fast path, and an event without a receipt settles nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ._types import DropReason
+
+
+class Verdict(str, enum.Enum):
+    """How the delivery of one fetched event ended; the transport settles it so."""
+
+    #: every matching handler ran and returned: acknowledge
+    HANDLED = "handled"
+    #: a handler failed after its local retries (already dead-lettered): acknowledge
+    FAILED = "failed"
+    #: shutdown came before its handling started or ended: retry later (elsewhere)
+    SHUTDOWN = "shutdown"
+    #: it will never be handled here (evicted, refused): reject
+    REJECTED = "rejected"
+
+
+@runtime_checkable
+class Receipt(Protocol):
+    """The handle on one fetched message that settles it on its broker."""
+
+    def settle(self, verdict: Verdict) -> None:
+        """Record the verdict (called exactly once per fetched event, never awaited:
+        a transport sends the ack/nak on its own task)."""
+        ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Where a routed type's events come from, in this process."""
+
+    async def fetch(self, room: int) -> Sequence[tuple[Any, Receipt]]:
+        """Wait for at least one message and return at most *room* of them."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A broker that carries event types between processes (see the module doc)."""
+
+    async def send(self, event_type: type, event: Any) -> None:
+        """Write *event* durably; return once the broker acknowledged it.
+
+        :raises QueueFull: the broker refused it for lack of room (the type's
+            overflow policy decides what ``publish`` does then)
+        """
+        ...
+
+    def source(self, event_type: type) -> Source:
+        """The source of *event_type*'s events for this process's consumer group."""
+        ...
+
+
+def verdict_of(results: Sequence[Any], dropped: DropReason | None) -> Verdict:
+    """The verdict of a delivery with these handler *results*, or of a dropped event."""
+    if dropped is DropReason.SHUTDOWN:
+        return Verdict.SHUTDOWN
+    if dropped is not None:
+        return Verdict.REJECTED
+    if all(result.exception is None for result in results):
+        return Verdict.HANDLED
+    return Verdict.FAILED
