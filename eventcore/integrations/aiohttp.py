@@ -3,7 +3,6 @@
 ::
 
     from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
     from eventcore import Dispatcher
     from eventcore.integrations.aiohttp import backpressure_middleware, get_dispatcher, setup
 
@@ -11,7 +10,7 @@ from aiohttp.typedefs import Handler, Middleware
         await get_dispatcher(request).publish(OrderPlaced("A1", 10.0), timeout=1.0)
         return web.json_response({"accepted": True}, status=202)
 
-    app = web.Application(middlewares=[backpressure_middleware()])
+    app = web.Application(middlewares=[backpressure_middleware()])  # 503, 403
     app.router.add_post("/orders", place)
     setup(app, Dispatcher())
 
@@ -23,13 +22,14 @@ requests - drains every accepted event within ``bus.shutdown_timeout``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from eventcore import Dispatcher, DispatcherClosed, PublishTimeout, QueueFull
+from eventcore import Dispatcher
+
+from ._http import REFUSALS, refusal
 
 __all__ = ["DISPATCHER_KEY", "backpressure_middleware", "get_dispatcher", "setup"]
 
@@ -71,28 +71,15 @@ def get_dispatcher(request: web.Request) -> Dispatcher:
 
 def backpressure_middleware(retry_after: float = 1.0) -> Middleware:
     """Middleware turning ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` into
-    503 Service Unavailable with ``Retry-After`` (rounded up to whole seconds)."""
-    retry = str(max(1, math.ceil(retry_after)))
+    503 Service Unavailable with ``Retry-After`` (rounded up to whole seconds), and
+    ``Unauthorized`` into 403 Forbidden."""
 
     @web.middleware
     async def backpressure(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except (QueueFull, PublishTimeout, DispatcherClosed) as exc:
-            event_type = getattr(exc, "event_type", None)
-            body = {
-                "detail": "the service is busy: retry later",
-                "reason": _reason(exc),
-                "event_type": None if event_type is None else event_type.__qualname__,
-            }
-            return web.json_response(body, status=503, headers={"Retry-After": retry})
+        except REFUSALS as exc:
+            status, body, headers = refusal(exc, retry_after)
+            return web.json_response(body, status=status, headers=headers)
 
     return backpressure
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, QueueFull):
-        return "queue_full"
-    if isinstance(exc, PublishTimeout):
-        return "publish_timeout"
-    return "shutting_down"

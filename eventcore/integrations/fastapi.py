@@ -8,7 +8,7 @@
 
     bus = Dispatcher()
     app = FastAPI(lifespan=lifespan(bus))
-    add_backpressure_handlers(app)  # QueueFull / PublishTimeout -> 503 + Retry-After
+    add_backpressure_handlers(app)  # QueueFull... -> 503 + Retry-After; Unauthorized -> 403
 
     @app.post("/orders")
     async def place(bus: DispatcherDep) -> dict[str, bool]:
@@ -22,7 +22,6 @@ so it works for plain Starlette apps too; :data:`DispatcherDep` needs FastAPI.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,7 +29,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from eventcore import Dispatcher, DispatcherClosed, PublishTimeout, QueueFull
+from eventcore import Dispatcher
+
+from ._http import REFUSALS, refusal
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -105,32 +106,19 @@ else:
 
 
 def backpressure_response(exc: Exception, retry_after: float = 1.0) -> Response:
-    """503 Service Unavailable with ``Retry-After`` for a publish the dispatcher refused.
+    """The answer to a publish the dispatcher refused: 503 Service Unavailable with
+    ``Retry-After`` for backpressure, 403 Forbidden for ``Unauthorized``.
 
-    :param exc: ``QueueFull``, ``PublishTimeout`` or ``DispatcherClosed``
+    :param exc: ``QueueFull``, ``PublishTimeout``, ``DispatcherClosed`` or ``Unauthorized``
     :param retry_after: seconds the client should wait (rounded up to whole seconds)
     """
-    event_type = getattr(exc, "event_type", None)
-    reason = (
-        "queue_full"
-        if isinstance(exc, QueueFull)
-        else "publish_timeout"
-        if isinstance(exc, PublishTimeout)
-        else "shutting_down"
-        if isinstance(exc, DispatcherClosed)
-        else "unavailable"
-    )
-    body = {
-        "detail": "the service is busy: retry later",
-        "reason": reason,
-        "event_type": None if event_type is None else event_type.__qualname__,
-    }
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
-    return JSONResponse(body, status_code=503, headers=headers)
+    status, body, headers = refusal(exc, retry_after)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def add_backpressure_handlers(app: Starlette, retry_after: float = 1.0) -> None:
-    """Map ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` to 503 + Retry-After.
+    """Map ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` to 503 +
+    Retry-After, and ``Unauthorized`` to 403 Forbidden.
 
     Backpressure then reaches the client as a response it can act on, and a
     refused event is never reported as accepted.
@@ -139,5 +127,5 @@ def add_backpressure_handlers(app: Starlette, retry_after: float = 1.0) -> None:
     async def handle(request: Request, exc: Exception) -> Response:
         return backpressure_response(exc, retry_after)
 
-    for exc_class in (QueueFull, PublishTimeout, DispatcherClosed):
+    for exc_class in REFUSALS:
         app.add_exception_handler(exc_class, handle)

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher, Grants, Overflow
 from eventcore.integrations.aiohttp import (
     DISPATCHER_KEY,
     backpressure_middleware,
@@ -88,3 +88,26 @@ async def test_getter_without_setup_says_what_to_do() -> None:
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/")
         assert response.status == 500
+
+
+async def test_unauthorized_publish_is_403() -> None:
+    bus = Dispatcher(policy=Grants(publish={"admin": [Ping]}))
+
+    async def publish(request: web.Request) -> web.Response:
+        await get_dispatcher(request).publish(Ping(1), principal=request.query["user"])
+        return web.json_response({"accepted": True}, status=202)
+
+    app = web.Application(middlewares=[backpressure_middleware()])
+    app.router.add_post("/ping", publish)
+    setup(app, bus)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.post("/ping", params={"user": "admin"})).status == 202
+        denied = await client.post("/ping", params={"user": "guest"})
+        assert denied.status == 403
+        assert "Retry-After" not in denied.headers
+        assert await denied.json() == {
+            "detail": "not allowed to publish Ping",
+            "reason": "unauthorized",
+            "event_type": "Ping",
+        }
+    assert bus.stats(Ping).accepted == 1

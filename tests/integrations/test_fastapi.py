@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher, Grants, Overflow
 from eventcore.integrations.fastapi import (
     DispatcherDep,
     add_backpressure_handlers,
@@ -138,3 +138,25 @@ async def test_getter_without_lifespan_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="lifespan"):
         async with client_for(app) as client:
             await client.get("/")
+
+
+async def test_unauthorized_publish_is_403() -> None:
+    bus = Dispatcher(policy=Grants(publish={"admin": [Ping]}))
+    app = FastAPI(lifespan=lifespan(bus))
+    add_backpressure_handlers(app)
+
+    @app.post("/ping")
+    async def ping(bus: DispatcherDep, user: str) -> dict[str, bool]:
+        return {"accepted": await bus.publish(Ping(1), principal=user)}
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        assert (await client.post("/ping", params={"user": "admin"})).status_code == 200
+        denied = await client.post("/ping", params={"user": "guest"})
+    assert denied.status_code == 403
+    assert "retry-after" not in denied.headers
+    assert denied.json() == {
+        "detail": "not allowed to publish Ping",
+        "reason": "unauthorized",
+        "event_type": "Ping",
+    }
+    assert bus.stats(Ping).accepted == 1
