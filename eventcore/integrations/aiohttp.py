@@ -17,7 +17,9 @@
 :func:`setup` stores the dispatcher under the typed :data:`DISPATCHER_KEY` and
 adds a ``cleanup_ctx`` entry (as aiojobs does): the dispatcher starts with the
 app and, at cleanup - after the server stopped accepting and finished its
-requests - drains every accepted event within ``bus.shutdown_timeout``.
+requests - drains every accepted event within ``bus.shutdown_timeout``. It turns
+on ``bus.propagate_context``: handlers run in a copy of the publishing request's
+contextvars (its request id, its OpenTelemetry span).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from eventcore import Dispatcher
 
+from ._context import propagate_context as _propagate_context
 from ._http import REFUSALS, refusal
 
 __all__ = ["DISPATCHER_KEY", "backpressure_middleware", "get_dispatcher", "setup"]
@@ -37,14 +40,19 @@ DISPATCHER_KEY = web.AppKey("eventcore_dispatcher", Dispatcher)
 """Where :func:`setup` keeps the dispatcher: ``app[DISPATCHER_KEY]``."""
 
 
-def setup(app: web.Application, bus: Dispatcher) -> Dispatcher:
+def setup(app: web.Application, bus: Dispatcher, *, propagate_context: bool = True) -> Dispatcher:
     """Run *bus* for the life of *app*: started at startup, drained at cleanup.
 
     Call it before the app starts. Sub-applications see the dispatcher through
     :func:`get_dispatcher` (it looks in ``request.config_dict``).
 
+    :param propagate_context: turn on ``bus.propagate_context``, so that handlers see
+        the publishing request's contextvars (request id, OpenTelemetry span); False
+        leaves the setting as it is
     :return: *bus*
     """
+    if propagate_context:
+        _propagate_context(bus, "eventcore.integrations.aiohttp.setup")
     app[DISPATCHER_KEY] = bus  # before the app is frozen: setting keys later is deprecated
 
     async def run_dispatcher(app: web.Application) -> AsyncIterator[None]:

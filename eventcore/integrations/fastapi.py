@@ -16,7 +16,9 @@
 
 The lifespan starts the dispatcher before the app serves requests and, at
 shutdown (after the server has finished the requests in progress), drains every
-accepted event within ``bus.shutdown_timeout``. Only Starlette is imported here,
+accepted event within ``bus.shutdown_timeout``. It turns on
+``bus.propagate_context``: handlers run in a copy of the publishing request's
+contextvars (its request id, its OpenTelemetry span). Only Starlette is imported here,
 so it works for plain Starlette apps too; :data:`DispatcherDep` needs FastAPI.
 """
 
@@ -31,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from eventcore import Dispatcher
 
+from ._context import propagate_context as _propagate_context
 from ._http import REFUSALS, refusal
 
 if TYPE_CHECKING:
@@ -53,14 +56,21 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 """A Starlette lifespan: ``lifespan(app)`` returns an async context manager."""
 
 
-def lifespan(bus: Dispatcher, inner: Lifespan | None = None) -> Lifespan:
+def lifespan(
+    bus: Dispatcher, inner: Lifespan | None = None, *, propagate_context: bool = True
+) -> Lifespan:
     """A lifespan that runs *bus* while the app runs: ``FastAPI(lifespan=lifespan(bus))``.
 
     :param bus: the dispatcher; it is started at startup and drained at shutdown
     :param inner: your own lifespan, run inside (it may publish at startup and
         shutdown, and the state it yields is merged into the app's state)
+    :param propagate_context: turn on ``bus.propagate_context``, so that handlers see
+        the publishing request's contextvars (request id, OpenTelemetry span); False
+        leaves the setting as it is
     :return: the lifespan function to give to ``FastAPI`` or ``Starlette``
     """
+    if propagate_context:
+        _propagate_context(bus, "eventcore.integrations.fastapi.lifespan")
 
     @asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[dict[str, Any]]:

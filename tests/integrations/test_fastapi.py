@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,3 +162,42 @@ async def test_unauthorized_publish_is_403() -> None:
         "event_type": "Ping",
     }
     assert bus.stats(Ping).accepted == 1
+
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+async def test_handlers_see_the_requests_contextvars_by_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = Dispatcher()  # no propagate_context: the lifespan turns it on
+    seen: list[str] = []
+
+    @bus.on(Ping)
+    async def record(event: Ping) -> None:
+        seen.append(request_id.get())
+
+    with caplog.at_level(logging.DEBUG, "eventcore"):
+        app = FastAPI(lifespan=lifespan(bus))
+    assert bus.propagate_context
+    assert "propagate_context" in caplog.text
+
+    @app.middleware("http")
+    async def set_request_id(request: Request, call_next: Any) -> Any:
+        request_id.set(request.headers["x-request-id"])
+        return await call_next(request)
+
+    @app.post("/ping")
+    async def ping(bus: DispatcherDep) -> dict[str, bool]:
+        return {"accepted": await bus.publish(Ping(1))}
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        for rid in ("r1", "r2"):
+            assert (await client.post("/ping", headers={"x-request-id": rid})).status_code == 200
+    assert seen == ["r1", "r2"]
+
+
+async def test_lifespan_can_leave_context_propagation_off() -> None:
+    bus = Dispatcher()
+    lifespan(bus, propagate_context=False)
+    assert not bus.propagate_context
