@@ -144,7 +144,7 @@ def _load(parser: argparse.ArgumentParser, target: str, kind: type[Any]) -> Any:
         if not hasattr(obj, part):
             parser.error(f"{module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if not isinstance(obj, kind) and callable(obj):
+    if not isinstance(obj, (kind, type)) and callable(obj):  # a factory function
         obj = obj()
     if not isinstance(obj, kind):
         parser.error(f"{target} is {type(obj).__name__}, not an eventcore Dispatcher")

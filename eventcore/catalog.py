@@ -180,7 +180,12 @@ def asyncapi(
             **_settings(item, dead),
         }
         for sub in item.subscriptions:
-            operations[_operation_id(sub, name)] = {
+            op_id = _operation_id(sub, name)
+            n = 1
+            while op_id in operations:  # one handler subscribed twice: subscription order
+                n += 1
+                op_id = f"{_operation_id(sub, name)}-{n}"
+            operations[op_id] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{name}"},
                 "messages": [{"$ref": f"#/channels/{name}/messages/{name}"}],

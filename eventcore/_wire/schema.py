@@ -103,7 +103,9 @@ def _pydantic_schema(
     from pydantic import TypeAdapter
 
     try:
-        schema = TypeAdapter(entry.event_type).json_schema(ref_template=ref_template)
+        schema = TypeAdapter(entry.event_type).json_schema(
+            ref_template=ref_template.replace("{name}", "{model}")  # pydantic's placeholder
+        )
     except Exception as exc:
         return None, f"pydantic cannot describe it: {exc}"
     title = entry.event_type.__name__
