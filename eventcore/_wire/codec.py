@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Hashable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 import msgspec
@@ -24,7 +24,7 @@ from .errors import (
     UnsupportedVersion,
     WireError,
 )
-from .ids import new_event_id
+from .ids import new_event_id_and_time
 from .kinds import SUPPORTED, Kind, kind_of
 from .names import EventName, EventNames
 
@@ -37,8 +37,6 @@ DEFAULT_MAX_SIZE = 1024 * 1024
 Format = Literal["json", "msgpack"]
 KeyOf = Callable[[type], "Callable[[Any], Hashable] | None"]
 
-_UTC = timezone.utc
-
 
 class _Unset(enum.Enum):
     UNSET = "unset"
@@ -50,11 +48,12 @@ _UNSET = _Unset.UNSET
 class _Typed:
     """What the codec knows about one registered type."""
 
-    __slots__ = ("entry", "envelope", "kind")
+    __slots__ = ("entry", "envelope", "kind", "versions")
 
     def __init__(self, entry: EventName, kind: Kind) -> None:
         self.entry = entry
         self.kind = kind
+        self.versions = range(entry.min_version, entry.version + 1)
         self.envelope = envelope_class(entry, kind)
 
 
@@ -158,10 +157,14 @@ class Codec:
                 name=typed.entry.name,
             )
         payload = event if typed.kind is Kind.MSGSPEC else self._pydantic_payload(event, typed)
+        if id is None or time is None:
+            new_id, now = new_event_id_and_time()
+            id = new_id if id is None else id
+            time = now if time is None else time
         envelope = typed.envelope(
-            id=new_event_id() if id is None else id,
+            id=id,
             version=typed.entry.version,
-            time=datetime.now(_UTC) if time is None else time,
+            time=time,
             key=key,
             traceparent=traceparent,
             principal=principal,
@@ -259,7 +262,7 @@ class Codec:
         typed = self._by_envelope.get(type(envelope))
         if typed is None:  # nothing registered: the headers were all it read
             raise self._why_undecodable(data)
-        if not typed.entry.accepts(envelope.version):
+        if envelope.version not in typed.versions:
             raise self._unsupported(typed.entry, envelope.version, envelope.id)
         if typed.kind is Kind.PYDANTIC:
             return self._pydantic_event(envelope, typed)

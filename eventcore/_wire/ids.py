@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
+from typing import Any
 
 _COUNTER_MASK = (1 << 48) - 1
 
@@ -19,6 +21,7 @@ _counter = 0
 _last_ms = -1
 _prefix = ""
 _node = ""
+_now = datetime.fromtimestamp(0, timezone.utc)
 
 
 def _reseed() -> None:
@@ -36,13 +39,19 @@ if hasattr(os, "register_at_fork"):
 
 def new_event_id() -> str:
     """A new UUIDv7 string, e.g. ``01938a5e-7c1f-7a3b-9c2d-4e5f60718293``."""
-    global _counter, _last_ms, _prefix
-    ms = time.time_ns() // 1_000_000
+    return new_event_id_and_time()[0]
+
+
+def new_event_id_and_time(_time_ns: Any = time.time_ns) -> tuple[str, datetime]:
+    """A new event id, and the time (UTC, to the millisecond) that it encodes."""
+    global _counter, _last_ms, _prefix, _now
+    ms = _time_ns() // 1_000_000
     if ms > _last_ms:  # a new millisecond; if the clock stepped back, keep the old prefix
         _last_ms = ms
         _prefix = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-{_node}"
+        _now = datetime.fromtimestamp(ms / 1000, timezone.utc)
     _counter = (_counter + 1) & _COUNTER_MASK
-    return f"{_prefix}{_counter:012x}"
+    return f"{_prefix}{_counter:012x}", _now
 
 
 def event_id_time(event_id: str) -> float:
