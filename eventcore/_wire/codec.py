@@ -48,11 +48,14 @@ _UNSET = _Unset.UNSET
 class _Typed:
     """What the codec knows about one registered type."""
 
-    __slots__ = ("entry", "envelope", "kind", "versions")
+    __slots__ = ("entry", "envelope", "kind", "pydantic", "version", "versions")
 
     def __init__(self, entry: EventName, kind: Kind) -> None:
         self.entry = entry
         self.kind = kind
+        #: plain attributes, not enum look-ups: read on every message
+        self.pydantic = kind is Kind.PYDANTIC
+        self.version = entry.version
         self.versions = range(entry.min_version, entry.version + 1)
         self.envelope = envelope_class(entry, kind)
 
@@ -146,29 +149,25 @@ class Codec:
         if typed is None:
             typed = self._prepare(event_type)
         if key is _UNSET:
-            key_of = self._keys(event_type) if self._keys is not None else None
-            key = None if key_of is None else key_of(event)
-        if traceparent is not None and (
-            not isinstance(traceparent, str) or TRACEPARENT.fullmatch(traceparent) is None
-        ):
-            raise EncodeError(
-                f"traceparent {traceparent!r} is not a W3C traceparent "
-                "('00-<32 hex>-<16 hex>-<2 hex>')",
-                name=typed.entry.name,
-            )
-        payload = event if typed.kind is Kind.MSGSPEC else self._pydantic_payload(event, typed)
+            key = None
+            if self._keys is not None:
+                key_of = self._keys(event_type)
+                if key_of is not None:
+                    key = key_of(event)
+        if traceparent is not None:
+            _check_traceparent(traceparent, typed.entry.name)
         if id is None or time is None:
             new_id, now = new_event_id_and_time()
             id = new_id if id is None else id
             time = now if time is None else time
         envelope = typed.envelope(
             id=id,
-            version=typed.entry.version,
+            version=typed.version,
             time=time,
             key=key,
             traceparent=traceparent,
             principal=principal,
-            event=payload,
+            event=self._pydantic_payload(event, typed) if typed.pydantic else event,
         )
         try:
             data = self._encoder.encode(envelope)
@@ -264,7 +263,7 @@ class Codec:
             raise self._why_undecodable(data)
         if envelope.version not in typed.versions:
             raise self._unsupported(typed.entry, envelope.version, envelope.id)
-        if typed.kind is Kind.PYDANTIC:
+        if typed.pydantic:
             return self._pydantic_event(envelope, typed)
         return envelope
 
@@ -357,3 +356,12 @@ def _is_instance(event: Any, event_type: type) -> bool:
         return isinstance(event, event_type)
     except TypeError:  # TypedDict classes refuse isinstance(): their instances are dicts
         return isinstance(event, dict)
+
+
+def _check_traceparent(traceparent: object, name: str) -> None:
+    if not isinstance(traceparent, str) or TRACEPARENT.fullmatch(traceparent) is None:
+        raise EncodeError(
+            f"traceparent {traceparent!r} is not a W3C traceparent "
+            "('00-<32 hex>-<16 hex>-<2 hex>')",
+            name=name,
+        )
