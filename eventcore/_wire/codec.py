@@ -230,7 +230,9 @@ class Codec:
                     f"the {label} {value!r} of a {name} event cannot be encoded ({exc}): {hint}",
                     name=name,
                 )
-        return EncodeError(f"a {name} event cannot be encoded: {exc} ({event!r})", name=name)
+        shown = repr(event)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        return EncodeError(f"a {name} event cannot be encoded: {exc} ({shown})", name=name)
 
     # -- decoding --------------------------------------------------------------------
 
