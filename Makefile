@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest contract bench bench-quick bench-profile clean
+.PHONY: demo test lint typecheck pytest contract bench bench-quick bench-profile bench-wire clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-quick: $(VENV)/.bench-installed
 # cProfile of eventcore's hot path: bench/out/profile-*.txt.
 bench-profile: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.profile
+
+# The wire codec beside raw msgspec and raw pydantic (< 2 min): bench/out/wire.json.
+bench-wire: $(STAMP)
+	$(BIN)/python -m bench.wire
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist

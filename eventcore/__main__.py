@@ -1,28 +1,86 @@
-"""Command line: ``python -m eventcore demo`` (also the ``eventcore`` console script)."""
+"""Command line: ``eventcore demo`` and ``eventcore catalog`` (also ``python -m eventcore``)."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ._version import __version__
 
+DESCRIPTION = """\
+eventcore: an asyncio-native event dispatcher with per-type bounded queues.
+Run 'eventcore COMMAND --help' for the options of a command.
+"""
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="eventcore", description=__doc__)
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventcore",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"eventcore {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run a simulated service under bursts")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND"
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="run a simulated service under bursts",
+        description="Run a simulated shop service: one event type per overflow policy.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     demo.add_argument("--seconds", type=float, default=6.0, help="how long the publishers run")
     demo.add_argument(
         "--backend", choices=("asyncio", "uvloop", "trio"), default="asyncio", help="event loop"
     )
     demo.add_argument("--plain", action="store_true", help="plain lines instead of a live table")
+    catalog = commands.add_parser(
+        "catalog",
+        help="write the AsyncAPI / JSON Schema / Markdown catalog of a dispatcher",
+        description=(
+            "Load a Dispatcher (MODULE:ATTR, e.g. myapp.events:bus; a callable is called) "
+            "and write the catalog of its events and handlers. The output is sorted, so "
+            "CI can diff it; --check fails when the committed catalog is out of date."
+        ),
+    )
+    catalog.add_argument("target", metavar="MODULE:ATTR", help="where the Dispatcher is")
+    catalog.add_argument(
+        "--format",
+        choices=("asyncapi", "jsonschema", "markdown"),
+        default="asyncapi",
+        help="what to write (default: asyncapi)",
+    )
+    out = catalog.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    out.add_argument(
+        "--check", metavar="FILE", help="exit 1, showing a diff, when FILE is not up to date"
+    )
+    catalog.add_argument(
+        "--title", default="eventcore events", help="AsyncAPI info.title (default: %(default)s)"
+    )
+    catalog.add_argument(
+        "--api-version",
+        default="0.0.0",
+        help="AsyncAPI info.version, your API's version (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and run the chosen command."""
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "catalog":
+        _catalog(parser, args)
+        return
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
 
@@ -37,6 +95,60 @@ def _backend(name: str) -> tuple[str, dict[str, Any]]:
     if name == "uvloop":
         return "asyncio", {"use_uvloop": True}
     return name, {}
+
+
+def _catalog(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from . import catalog
+    from ._dispatcher import Dispatcher
+
+    bus = _load(parser, args.target, Dispatcher)
+    if args.format == "asyncapi":
+        text = catalog.render_asyncapi(bus, title=args.title, version=args.api_version)
+    else:
+        text = catalog.render(bus, args.format)
+    if args.check is not None:
+        path = Path(args.check)
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        if old != text:
+            sys.stderr.writelines(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    fromfile=f"{path} (committed)",
+                    tofile=f"{path} (from {args.target})",
+                )
+            )
+            sys.stderr.write(
+                f"\nthe catalog of {args.target} changed: regenerate it with "
+                f"eventcore catalog {args.target} --format {args.format} -o {path}\n"
+            )
+            raise SystemExit(1)
+        print(f"{path}: up to date")
+    elif args.output is not None:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def _load(parser: argparse.ArgumentParser, target: str, kind: type[Any]) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        parser.error(f"expected MODULE:ATTR (e.g. myapp.events:bus), got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the app's own modules
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        parser.error(f"cannot import {module_name!r}: {exc}")
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            parser.error(f"{module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not isinstance(obj, (kind, type)) and callable(obj):  # a factory function
+        obj = obj()
+    if not isinstance(obj, kind):
+        parser.error(f"{target} is {type(obj).__name__}, not an eventcore Dispatcher")
+    return obj
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from ._state import TypeState
 from ._stats import TypeStats
 from ._table import StateTable
 from ._types import DropHook, E, ErrorHook, Filter, Handler, Lifecycle, R
+from ._wire.names import EventName, EventNames
 
 
 class Dispatcher(Running):
@@ -123,6 +124,7 @@ class Dispatcher(Running):
         )
         self._dead_letter_unmatched = dead_letter_unmatched
         self._registry = Registry()
+        self._names = EventNames()
         self._configs: dict[type, TypeConfig] = {}
         self._table = StateTable(self._refresh)
         #: the states publish may use without the slow path (the table's view, changed
@@ -329,6 +331,34 @@ class Dispatcher(Running):
     def configured_types(self) -> tuple[type, ...]:
         """The event types given settings of their own with :meth:`configure`."""
         return tuple(self._configs)
+
+    def register(
+        self,
+        event_type: type,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        min_version: int = 1,
+    ) -> EventName:
+        """Give *event_type* its stable name on the wire (see :mod:`eventcore.wire`).
+
+        :param name: e.g. ``"orders.placed"``; default: the ``@event`` name, else
+            ``module.QualName`` with an ``EventNameWarning`` (renaming the class
+            would then break consumers)
+        :param version: the version this process writes; default: ``@event``'s, else 1
+        :param min_version: the oldest version this process still reads
+        :raises InvalidEventName: the name is not dot-separated tokens of
+            ``[A-Za-z0-9_-]`` (what NATS subjects and Redis keys accept)
+        :raises DuplicateEventName: the name is taken, or the type has another one
+        """
+        return self._names.register(
+            event_type, name=name, version=version, min_version=min_version
+        )
+
+    @property
+    def names(self) -> EventNames:
+        """The registry of event names: what codecs, transports and catalogs use."""
+        return self._names
 
     # -- observing -------------------------------------------------------------------
 

@@ -26,10 +26,11 @@ trio) and plain ``anyio.run``; nothing here needs a web framework.
                 events.assert_no_failures()
 
 The recorder installs one publish and one handle middleware on the dispatcher
-(once per dispatcher, shared by every recorder); attach it before the events of
-interest are published. ``published`` holds every event that reached
-``publish`` (refused ones too); a handled event is one with at least one finished
-handler call.
+(once per dispatcher, shared by every open recorder, removed again when the last
+one closes: leaving ``with capture(bus)`` puts the dispatcher back on its fast
+path); attach it before the events of interest are published. ``published``
+holds every event that reached ``publish`` (refused ones too); a handled event is
+one with at least one finished handler call.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._dispatcher import Dispatcher
+from ._dispatcher import Dispatcher, Installed
 from ._middleware import CallNext, HandlerCall
 
 __all__ = ["EventRecorder", "HandledCall", "capture"]
@@ -77,10 +78,28 @@ class HandledCall:
 
 
 class _Tap:
-    """The middleware pair installed once per dispatcher; feeds the attached recorders."""
+    """The middleware pair installed once per dispatcher while recorders are attached;
+    feeds them, and takes itself off the dispatcher when the last one closes."""
 
-    def __init__(self) -> None:
+    def __init__(self, bus: Dispatcher) -> None:
+        self.bus = bus
         self.recorders: list[EventRecorder] = []
+        self.installed: Installed | None = None
+
+    def attach(self, recorder: EventRecorder) -> None:
+        if self.installed is None:
+            self.installed = self.bus.use(publish=[self.on_publish], handle=[self.on_handle])
+        self.recorders.append(recorder)
+
+    def detach(self, recorder: EventRecorder) -> None:
+        if recorder in self.recorders:
+            self.recorders.remove(recorder)
+        if not self.recorders and self.installed is not None:
+            # Off the dispatcher again: without middleware it takes its fast path.
+            installed, self.installed = self.installed, None
+            installed.remove()
+            if _taps.get(self.bus) is self:
+                del _taps[self.bus]
 
     def on_publish(self, event: Any) -> Any:
         for recorder in self.recorders:
@@ -114,8 +133,7 @@ _taps: weakref.WeakKeyDictionary[Dispatcher, _Tap] = weakref.WeakKeyDictionary()
 def _tap(bus: Dispatcher) -> _Tap:
     tap = _taps.get(bus)
     if tap is None:
-        tap = _taps[bus] = _Tap()
-        bus.use(publish=[tap.on_publish], handle=[tap.on_handle])
+        tap = _taps[bus] = _Tap(bus)
     return tap
 
 
@@ -136,12 +154,12 @@ class EventRecorder:
         self.calls: list[HandledCall] = []
         self._waiters: list[tuple[Callable[[], bool], anyio.Event]] = []
         self._tap = _tap(bus)
-        self._tap.recorders.append(self)
+        self._tap.attach(self)
 
     def close(self) -> None:
-        """Stop recording (what was recorded stays). Idempotent."""
-        if self in self._tap.recorders:
-            self._tap.recorders.remove(self)
+        """Stop recording (what was recorded stays); the last recorder of a dispatcher
+        to close takes the recording middleware off it. Idempotent."""
+        self._tap.detach(self)
 
     def clear(self) -> None:
         """Forget everything recorded so far."""

@@ -8,7 +8,7 @@
 
     bus = Dispatcher()
     app = FastAPI(lifespan=lifespan(bus))
-    add_backpressure_handlers(app)  # QueueFull / PublishTimeout -> 503 + Retry-After
+    add_backpressure_handlers(app)  # QueueFull... -> 503 + Retry-After; Unauthorized -> 403
 
     @app.post("/orders")
     async def place(bus: DispatcherDep) -> dict[str, bool]:
@@ -16,13 +16,14 @@
 
 The lifespan starts the dispatcher before the app serves requests and, at
 shutdown (after the server has finished the requests in progress), drains every
-accepted event within ``bus.shutdown_timeout``. Only Starlette is imported here,
+accepted event within ``bus.shutdown_timeout``. It turns on
+``bus.propagate_context``: handlers run in a copy of the publishing request's
+contextvars (its request id, its OpenTelemetry span). Only Starlette is imported here,
 so it works for plain Starlette apps too; :data:`DispatcherDep` needs FastAPI.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,7 +31,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from eventcore import Dispatcher, DispatcherClosed, PublishTimeout, QueueFull
+from eventcore import Dispatcher
+
+from ._context import propagate_context as _propagate_context
+from ._http import REFUSALS, refusal
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -52,14 +56,21 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 """A Starlette lifespan: ``lifespan(app)`` returns an async context manager."""
 
 
-def lifespan(bus: Dispatcher, inner: Lifespan | None = None) -> Lifespan:
+def lifespan(
+    bus: Dispatcher, inner: Lifespan | None = None, *, propagate_context: bool = True
+) -> Lifespan:
     """A lifespan that runs *bus* while the app runs: ``FastAPI(lifespan=lifespan(bus))``.
 
     :param bus: the dispatcher; it is started at startup and drained at shutdown
     :param inner: your own lifespan, run inside (it may publish at startup and
         shutdown, and the state it yields is merged into the app's state)
+    :param propagate_context: turn on ``bus.propagate_context``, so that handlers see
+        the publishing request's contextvars (request id, OpenTelemetry span); False
+        leaves the setting as it is
     :return: the lifespan function to give to ``FastAPI`` or ``Starlette``
     """
+    if propagate_context:
+        _propagate_context(bus, "eventcore.integrations.fastapi.lifespan")
 
     @asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -105,32 +116,19 @@ else:
 
 
 def backpressure_response(exc: Exception, retry_after: float = 1.0) -> Response:
-    """503 Service Unavailable with ``Retry-After`` for a publish the dispatcher refused.
+    """The answer to a publish the dispatcher refused: 503 Service Unavailable with
+    ``Retry-After`` for backpressure, 403 Forbidden for ``Unauthorized``.
 
-    :param exc: ``QueueFull``, ``PublishTimeout`` or ``DispatcherClosed``
+    :param exc: ``QueueFull``, ``PublishTimeout``, ``DispatcherClosed`` or ``Unauthorized``
     :param retry_after: seconds the client should wait (rounded up to whole seconds)
     """
-    event_type = getattr(exc, "event_type", None)
-    reason = (
-        "queue_full"
-        if isinstance(exc, QueueFull)
-        else "publish_timeout"
-        if isinstance(exc, PublishTimeout)
-        else "shutting_down"
-        if isinstance(exc, DispatcherClosed)
-        else "unavailable"
-    )
-    body = {
-        "detail": "the service is busy: retry later",
-        "reason": reason,
-        "event_type": None if event_type is None else event_type.__qualname__,
-    }
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
-    return JSONResponse(body, status_code=503, headers=headers)
+    status, body, headers = refusal(exc, retry_after)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def add_backpressure_handlers(app: Starlette, retry_after: float = 1.0) -> None:
-    """Map ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` to 503 + Retry-After.
+    """Map ``QueueFull``, ``PublishTimeout`` and ``DispatcherClosed`` to 503 +
+    Retry-After, and ``Unauthorized`` to 403 Forbidden.
 
     Backpressure then reaches the client as a response it can act on, and a
     refused event is never reported as accepted.
@@ -139,5 +137,5 @@ def add_backpressure_handlers(app: Starlette, retry_after: float = 1.0) -> None:
     async def handle(request: Request, exc: Exception) -> Response:
         return backpressure_response(exc, retry_after)
 
-    for exc_class in (QueueFull, PublishTimeout, DispatcherClosed):
+    for exc_class in REFUSALS:
         app.add_exception_handler(exc_class, handle)

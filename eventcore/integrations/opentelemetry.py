@@ -2,38 +2,48 @@
 
 ::
 
-    bus = Dispatcher(propagate_context=True)  # handlers see the publisher's current span
-    tracing = Tracing()  # or Tracing(tracer_provider=provider)
-    bus.use(handle=[tracing])
-
-    await tracing.publish(bus, OrderPlaced("A1", 10.0))  # a "send" span around the publish
+    bus = Dispatcher()
+    tracing = instrument(bus)  # or instrument(bus, tracer_provider)
+    await bus.publish(OrderPlaced("A1", 10.0))  # a "send OrderPlaced" span, then
+    # a "process OrderPlaced" span per handler call
 
 :class:`Tracing` is a handle middleware that wraps every handler call in a
-``CONSUMER`` span named ``process <EventType>``. With ``propagate_context=True``
-the handler runs in a copy of the publisher's contextvars, so that span is a
-child of whatever span was current when the event was published - the request's
-span in a web app, or the ``send`` span of :meth:`Tracing.publish`. Without it,
-handler spans start new traces. Attributes follow the messaging semantic
-conventions (``messaging.system="eventcore"``, ``messaging.destination.name``,
-``messaging.message.id``) plus ``eventcore.handler`` and ``eventcore.attempt``.
-A handler's exception is recorded on its span, which gets an error status.
+``CONSUMER`` span named ``process <EventType>``, and (:meth:`Tracing.trace_publish`)
+a publish middleware that records a short ``PRODUCER`` span named
+``send <EventType>`` for every publish. :func:`instrument` installs both and turns
+on ``bus.propagate_context``: handlers run in a copy of the publisher's contextvars,
+so their spans are children of whatever span was current when the event was
+published (the request's span in a web app) and siblings of its ``send`` span.
+:meth:`Tracing.publish` instead wraps the whole publish in the ``send`` span, which
+becomes the handler spans' parent. Without context propagation handler spans start
+new traces. Attributes follow the messaging semantic conventions
+(``messaging.system="eventcore"``, ``messaging.destination.name``,
+``messaging.message.id``) plus ``eventcore.handler`` and ``eventcore.attempt``. A
+handler's exception is recorded on its span, which gets an error status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from eventcore import CallNext, Dispatcher, HandlerCall, __version__
+
+from ._context import propagate_context as _propagate_context
 
 __all__ = ["Tracing", "instrument"]
 
 
 def _type_name(event_type: type) -> str:
     return event_type.__qualname__
+
+
+#: the send span :meth:`Tracing.publish` holds open while it publishes
+_publishing: ContextVar[Span | None] = ContextVar("eventcore_otel_publishing", default=None)
 
 
 class Tracing:
@@ -70,6 +80,31 @@ class Tracing:
         ):
             return await call_next(event)
 
+    def trace_publish(self, event: Any) -> Any:
+        """Publish middleware: record a short ``send <EventType>`` span (PRODUCER) for
+        every ``bus.publish`` / ``publish_nowait`` / ``publish_and_wait``.
+
+        It is a child of the publisher's current span and ends at once (a publish
+        middleware runs before the event is queued and cannot wrap it). Inside
+        :meth:`publish`, which has its own send span, it records nothing.
+        Install it with ``bus.use(publish=[tracing.trace_publish])`` (or :func:`instrument`).
+        """
+        current = trace.get_current_span()
+        if current is _publishing.get():  # Tracing.publish's span covers this publish
+            return event
+        name = self._type_name(type(event))
+        self.tracer.start_span(
+            f"send {name}", kind=SpanKind.PRODUCER, attributes=self._send_attributes(name)
+        ).end()
+        return event
+
+    def _send_attributes(self, name: str) -> dict[str, str]:
+        return {
+            "messaging.system": "eventcore",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": name,
+        }
+
     async def publish(
         self,
         bus: Dispatcher,
@@ -85,30 +120,40 @@ class Tracing:
         exception (``QueueFull``, ``PublishTimeout``...) is recorded and re-raised.
         """
         name = self._type_name(type(event))
-        attributes = {
-            "messaging.system": "eventcore",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": name,
-        }
         with self.tracer.start_as_current_span(
-            f"send {name}", kind=SpanKind.PRODUCER, attributes=attributes
+            f"send {name}", kind=SpanKind.PRODUCER, attributes=self._send_attributes(name)
         ) as span:
-            if principal is None:
-                accepted = await bus.publish(event, timeout=timeout)
-            else:
-                accepted = await bus.publish(event, timeout=timeout, principal=principal)
+            token = _publishing.set(span)
+            try:
+                if principal is None:
+                    accepted = await bus.publish(event, timeout=timeout)
+                else:
+                    accepted = await bus.publish(event, timeout=timeout, principal=principal)
+            finally:
+                _publishing.reset(token)
             span.set_attribute("eventcore.accepted", accepted)
             if not accepted:
                 span.set_status(Status(StatusCode.ERROR, "the event was dropped"))
             return accepted
 
 
-def instrument(bus: Dispatcher, tracer_provider: TracerProvider | None = None) -> Tracing:
-    """Install :class:`Tracing` as handle middleware on *bus* and return it.
+def instrument(
+    bus: Dispatcher,
+    tracer_provider: TracerProvider | None = None,
+    *,
+    publish_spans: bool = True,
+    propagate_context: bool = True,
+) -> Tracing:
+    """Install :class:`Tracing` on *bus* and return it.
 
-    Create the dispatcher with ``propagate_context=True`` to parent handler spans
-    to the publisher's span.
+    :param tracer_provider: where spans go (default: the global provider)
+    :param publish_spans: also record a ``send <EventType>`` span for every publish
+        (:meth:`Tracing.trace_publish` as publish middleware)
+    :param propagate_context: turn on ``bus.propagate_context``, so that handler spans
+        are children of the publisher's span; False leaves the setting as it is
     """
     tracing = Tracing(tracer_provider)
-    bus.use(handle=[tracing])
+    if propagate_context:
+        _propagate_context(bus, "eventcore.integrations.opentelemetry.instrument")
+    bus.use(publish=[tracing.trace_publish] if publish_spans else [], handle=[tracing])
     return tracing

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher, Grants, Overflow
 from eventcore.integrations.fastapi import (
     DispatcherDep,
     add_backpressure_handlers,
@@ -138,3 +140,64 @@ async def test_getter_without_lifespan_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="lifespan"):
         async with client_for(app) as client:
             await client.get("/")
+
+
+async def test_unauthorized_publish_is_403() -> None:
+    bus = Dispatcher(policy=Grants(publish={"admin": [Ping]}))
+    app = FastAPI(lifespan=lifespan(bus))
+    add_backpressure_handlers(app)
+
+    @app.post("/ping")
+    async def ping(bus: DispatcherDep, user: str) -> dict[str, bool]:
+        return {"accepted": await bus.publish(Ping(1), principal=user)}
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        assert (await client.post("/ping", params={"user": "admin"})).status_code == 200
+        denied = await client.post("/ping", params={"user": "guest"})
+    assert denied.status_code == 403
+    assert "retry-after" not in denied.headers
+    assert denied.json() == {
+        "detail": "not allowed to publish Ping",
+        "reason": "unauthorized",
+        "event_type": "Ping",
+    }
+    assert bus.stats(Ping).accepted == 1
+
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+async def test_handlers_see_the_requests_contextvars_by_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = Dispatcher()  # no propagate_context: the lifespan turns it on
+    seen: list[str] = []
+
+    @bus.on(Ping)
+    async def record(event: Ping) -> None:
+        seen.append(request_id.get())
+
+    with caplog.at_level(logging.DEBUG, "eventcore"):
+        app = FastAPI(lifespan=lifespan(bus))
+    assert bus.propagate_context
+    assert "propagate_context" in caplog.text
+
+    @app.middleware("http")
+    async def set_request_id(request: Request, call_next: Any) -> Any:
+        request_id.set(request.headers["x-request-id"])
+        return await call_next(request)
+
+    @app.post("/ping")
+    async def ping(bus: DispatcherDep) -> dict[str, bool]:
+        return {"accepted": await bus.publish(Ping(1))}
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        for rid in ("r1", "r2"):
+            assert (await client.post("/ping", headers={"x-request-id": rid})).status_code == 200
+    assert seen == ["r1", "r2"]
+
+
+async def test_lifespan_can_leave_context_propagation_off() -> None:
+    bus = Dispatcher()
+    lifespan(bus, propagate_context=False)
+    assert not bus.propagate_context

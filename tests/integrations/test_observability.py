@@ -85,7 +85,7 @@ async def test_queue_wait_is_observed_once_per_event() -> None:
 def traced_app(provider: TracerProvider) -> Any:
     """The example app behind a tiny ASGI middleware that opens a SERVER span per request,
     as opentelemetry-instrumentation-asgi would."""
-    bus = Dispatcher(propagate_context=True)
+    bus = Dispatcher()  # instrument() turns propagate_context on
     tracing = otel.instrument(bus, provider)
     app = fastapi_app.create_app(bus, work_seconds=0)
     tracer = provider.get_tracer("test")
@@ -133,6 +133,17 @@ async def test_handler_span_is_a_child_of_the_request_span() -> None:
     assert placed.attributes["messaging.destination.name"] == "OrderPlaced"
     assert placed.attributes["eventcore.handler"] == "Orders.reserve_stock"
     assert placed.attributes["eventcore.attempt"] == 1
+    # bus.publish itself gets a short "send" span (PRODUCER): the request's child for
+    # the endpoint's publish, the handler span's child for the follow-on event.
+    send_placed, send_reserved = spans["send OrderPlaced"], spans["send StockReserved"]
+    assert send_placed.kind is SpanKind.PRODUCER
+    assert send_placed.parent is not None
+    assert send_placed.parent.span_id == request.context.span_id
+    assert send_reserved.parent is not None
+    assert send_reserved.parent.span_id == placed.context.span_id
+    assert send_placed.attributes is not None
+    assert send_placed.attributes["messaging.operation.type"] == "send"
+    assert send_placed.attributes["messaging.destination.name"] == "OrderPlaced"
 
 
 async def test_publish_span_and_failed_handler_span() -> None:
@@ -148,6 +159,8 @@ async def test_publish_span_and_failed_handler_span() -> None:
 
     async with bus:
         assert await tracing.publish(bus, Job(1))
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert sorted(names) == ["process Job", "send Job"]  # one send span, not two
     spans = {s.name: s for s in exporter.get_finished_spans()}
     send, process = spans["send Job"], spans["process Job"]
     assert send.kind is SpanKind.PRODUCER
@@ -156,6 +169,54 @@ async def test_publish_span_and_failed_handler_span() -> None:
     assert process.parent.span_id == send.context.span_id
     assert process.status.status_code is StatusCode.ERROR
     assert [e.name for e in process.events] == ["exception"]
+
+
+async def test_instrument_turns_on_context_and_traces_bus_publish(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = Dispatcher()
+    with caplog.at_level(logging.DEBUG, "eventcore"):
+        otel.instrument(bus, provider)
+    assert bus.propagate_context
+    assert "propagate_context" in caplog.text
+
+    @bus.on(Job)
+    async def work(event: Job) -> None: ...
+
+    tracer = provider.get_tracer("test")
+    async with bus:
+        with tracer.start_as_current_span("request", kind=SpanKind.SERVER) as request:
+            assert await bus.publish(Job(1))
+            bus.publish_nowait(Job(2))
+        await bus.drain()
+    spans = exporter.get_finished_spans()
+    sends = [s for s in spans if s.name == "send Job"]
+    processes = [s for s in spans if s.name == "process Job"]
+    assert len(sends) == len(processes) == 2
+    request_id = request.get_span_context().span_id
+    for span in (*sends, *processes):
+        assert span.parent is not None
+        assert span.parent.span_id == request_id
+    assert {s.kind for s in sends} == {SpanKind.PRODUCER}
+
+
+async def test_instrument_can_leave_context_and_publish_spans_off() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = Dispatcher()
+    otel.instrument(bus, provider, propagate_context=False, publish_spans=False)
+    assert not bus.propagate_context
+
+    @bus.on(Job)
+    async def work(event: Job) -> None: ...
+
+    async with bus:
+        await bus.publish(Job(1))
+    assert [s.name for s in exporter.get_finished_spans()] == ["process Job"]
 
 
 async def test_log_records_carry_event_type_and_id(caplog: pytest.LogCaptureFixture) -> None:

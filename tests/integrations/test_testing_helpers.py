@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import anyio
 import pytest
 
-from eventcore import Dispatcher, Overflow
+from eventcore import Dispatcher, Installed, Overflow
 from eventcore.testing import EventRecorder, capture
 
 
@@ -112,3 +113,76 @@ async def test_several_recorders_share_one_tap() -> None:
     assert a.published == b.published == [Signup("ada"), Welcome("ada")]
     assert c.published == [Signup("bob"), Welcome("bob")]
     assert len(a.calls) == 2  # greet, send
+
+
+class UseSpy:
+    """Wraps ``bus.use`` to see which middleware handles are installed and removed."""
+
+    def __init__(self, bus: Dispatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.installed: list[Installed] = []
+        self.removed: list[Installed] = []
+        real_use = bus.use
+        spy = self
+
+        class Handle:  # stands in for the Installed handle (it has __slots__)
+            def __init__(self, real: Installed) -> None:
+                self.real = real
+
+            def remove(self) -> None:
+                spy.removed.append(self.real)
+                self.real.remove()
+
+        def use(**kwargs: Any) -> Installed:
+            handle = real_use(**kwargs)
+            self.installed.append(handle)
+            return cast(Installed, Handle(handle))
+
+        monkeypatch.setattr(bus, "use", use)
+
+    @property
+    def active(self) -> int:
+        return len(self.installed) - len(set(map(id, self.removed)))
+
+
+@pytest.mark.anyio
+async def test_capture_removes_its_middleware_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = make_bus()
+    spy = UseSpy(bus, monkeypatch)
+    async with bus:
+        with capture(bus) as outer:
+            assert spy.active == 1
+            with capture(bus) as inner:  # nested: shares the installed tap
+                assert spy.active == 1
+                await bus.publish(Signup("ada"))
+                await inner.settle()
+            assert spy.active == 1  # the outer capture still records
+            await bus.publish(Signup("bob"))
+            await outer.settle()
+        assert spy.active == 0  # off the dispatcher: its fast path is back
+        await bus.publish(Signup("eve"))  # not recorded by anyone
+        await bus.drain()
+        with capture(bus) as again:  # a sequential capture installs it again
+            assert spy.active == 1
+            await bus.publish(Signup("grace"))
+            await again.settle()
+        assert spy.active == 0
+    assert len(spy.installed) == 2
+    assert inner.published == [Signup("ada"), Welcome("ada")]
+    assert outer.published_of(Signup) == [Signup("ada"), Signup("bob")]
+    assert again.published == [Signup("grace"), Welcome("grace")]
+    assert again.handled(Welcome) == [Welcome("grace")]
+
+
+@pytest.mark.anyio
+async def test_recorder_close_removes_the_middleware(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = make_bus()
+    spy = UseSpy(bus, monkeypatch)
+    recorder = EventRecorder(bus)
+    assert spy.active == 1
+    recorder.close()
+    recorder.close()  # idempotent: removes nothing twice
+    assert spy.active == 0
+    assert len(spy.removed) == 1
+    async with bus:
+        await bus.publish(Signup("ada"))
+    assert recorder.published == []
