@@ -165,6 +165,7 @@ async def test_a_handler_cancelled_while_taking_its_slot_back_never_runs_without
     active = [0]
     peak = [0]
     released = anyio.Event()
+    a1_queued = anyio.Event()
     publish_returned: list[bool] = []
     handled: list[int] = []
 
@@ -178,7 +179,8 @@ async def test_a_handler_cancelled_while_taking_its_slot_back_never_runs_without
         handled.append(event.n)
         try:
             if event.n == 0:
-                active[0] -= 1  # suspended in the publish below
+                await a1_queued.wait()
+                active[0] -= 1  # suspended in the publish below (the queue is full)
                 with anyio.move_on_after(0.05):
                     publish_returned.append(await bus.publish(A(2)))
                 enter()  # running again
@@ -192,6 +194,7 @@ async def test_a_handler_cancelled_while_taking_its_slot_back_never_runs_without
             await bus.publish(A(0))
             await anyio.wait_all_tasks_blocked()
             await bus.publish(A(1))  # queued: the queue is full now
+            a1_queued.set()
             await anyio.sleep(0.2)  # A0's timeout fires while A1 holds the slot
             released.set()
             await bus.drain()
@@ -264,15 +267,12 @@ async def test_lowering_concurrency_with_keys_limits_handlers_that_start_later()
 
     with anyio.fail_after(LIMIT):
         async with bus:
-            for n in range(40):
-                await bus.publish(A(n, key=n % 4))
-            while running[0] < 3:
+            for n in range(40):  # two keys, four workers: backlogs behind held keys
+                await bus.publish(A(n, key=n % 2))
+            while running[0] < 2:
                 await anyio.lowlevel.checkpoint()
             bus.configure(A, concurrency=1)
-            # handlers already running may finish; none may start beside them
-            while running[0] > 1:
-                await anyio.lowlevel.checkpoint()
-            lowered[0] = True
+            lowered[0] = True  # handlers running may finish; none may start beside them
             await bus.drain()
     assert late_starts_beside_others == []
 
@@ -321,48 +321,50 @@ async def test_a_blocked_publisher_gets_the_first_free_place_before_newcomers() 
 async def test_a_publisher_over_the_bound_before_the_worker_starts_gets_in_at_once() -> None:
     bus = Dispatcher(queue_size=6, concurrency=1)
     hold = anyio.Event()
-    done: list[int] = []
 
     @bus.on(A)
     async def on_a(event: A) -> None:
         await hold.wait()
 
-    async def seventh() -> None:
-        await bus.publish(A(6))
-        done.append(6)
-
     with anyio.fail_after(LIMIT):
-        async with bus, anyio.create_task_group() as tg:
+        async with bus:
             for n in range(6):
                 bus.publish_nowait(A(n))
-            tg.start_soon(seventh)
-            await anyio.wait_all_tasks_blocked()  # the worker took A0; A6 got its place
-            assert done == [6]
+            # Full before the worker ran: this waits until the worker takes A0, then
+            # gets the freed place at once (not when the queue is half empty).
+            assert await bus.publish(A(6))
+            assert bus.stats(A).queued == 6
             hold.set()
 
 
 async def test_a_timeout_never_expires_while_room_went_to_a_later_publisher() -> None:
-    bus = Dispatcher(queue_size=1, concurrency=1)
+    bus = Dispatcher(queue_size=3, concurrency=1)
     results: dict[str, object] = {}
 
     @bus.on(A)
     async def on_a(event: A) -> None:
-        await anyio.sleep(0.01)
+        await anyio.sleep(0.001)
 
-    async def publish(name: str, n: int, timeout: float | None) -> None:
+    async def first() -> None:
         try:
-            results[name] = await bus.publish(A(n), timeout=timeout)
+            results["first"] = await bus.publish(A(-1), timeout=0.5)
         except PublishTimeout:
-            results[name] = "timeout"
+            results["first"] = "timeout"
+
+    async def crowd(n: int) -> None:
+        while "first" not in results:  # a later publisher that takes any free place
+            if bus.stats(A).queued < 3:
+                await bus.publish(A(n))
+            await anyio.lowlevel.checkpoint()
 
     with anyio.fail_after(LIMIT):
         async with bus, anyio.create_task_group() as tg:
-            await bus.publish(A(0))
-            await bus.publish(A(1))
-            tg.start_soon(publish, "first", 2, 1.0)
+            for n in range(4):
+                await bus.publish(A(n))
+            tg.start_soon(first)
             await anyio.wait_all_tasks_blocked()
-            for n in range(3, 13):  # a crowd of later publishers
-                tg.start_soon(publish, f"later{n}", n, None)
+            for n in range(5):
+                tg.start_soon(crowd, n)
     assert results["first"] is True
 
 
@@ -459,6 +461,8 @@ def test_drain_after_a_timed_out_shutdown_and_a_restart_in_a_new_loop(
     async def on_a(event: A) -> None:
         if event.n == 0:
             await anyio.sleep(LIMIT)  # cut off by the shutdown timeout
+        if event.n == 6:
+            await anyio.sleep(0.01)
         handled.append(event.n)
 
     async def first() -> None:
@@ -472,12 +476,13 @@ def test_drain_after_a_timed_out_shutdown_and_a_restart_in_a_new_loop(
         with anyio.fail_after(LIMIT):
             async with bus:
                 outcome = await bus.publish_and_wait(A(5))
-                await bus.drain()
+                await bus.publish(A(6))
+                await bus.drain()  # waits on state of this event loop only
         assert outcome.ok
 
     anyio.run(first, backend=backend, backend_options=options)
     anyio.run(second, backend=backend, backend_options=options)
-    assert handled == [5]
+    assert handled == [5, 6]
     assert bus.stats(A).abandoned == 3
 
 

@@ -1,0 +1,410 @@
+"""Features meeting: one hypothesis state machine over keys, re-entrant waits,
+cancellation, reconfiguration, short-lived types and shutdown (issue 9).
+
+Several event types - one with a key, two without, and classes generated at run
+time - are published from outside (``publish``, ``publish_nowait``,
+``publish_and_wait``, some cancelled while they wait) and from handlers (follow-on
+events into any type, their own included, so waits form cycles; some of those
+publishes are cancelled too). Between publishes the machine reconfigures types
+under load, drains, and shuts the dispatcher down at a random point and starts it
+again. Key functions and filters fail for some events.
+
+After every step: every type's state satisfies ``TypeState.check()``. While it
+runs: no handler starts or resumes beside ``concurrency`` others of its type, no
+two handlers of one key run at once, and every wait ends (each step is bounded).
+At every drain and shutdown: each accepted event was handled exactly once, or
+evicted, or reported cut off by the shutdown; a publish that raised, returned
+False or was cancelled had no effect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from eventcore import (
+    Dispatcher,
+    DispatcherClosed,
+    DropReason,
+    InvalidEvent,
+    Overflow,
+    PublishTimeout,
+    QueueFull,
+)
+
+from .contract_support import BACKENDS, RUN_LIMIT
+
+pytestmark = pytest.mark.contract
+
+R = TypeVar("R")
+
+
+class Boom(Exception):
+    pass
+
+
+class Ev:
+    """The root of every event class here."""
+
+    __slots__ = ("action", "bad_filter", "bad_key", "depth", "follow", "key", "mode", "uid")
+
+    def __init__(
+        self,
+        uid: int,
+        *,
+        action: str = "ok",
+        follow: int = 0,
+        mode: str = "publish",
+        key: int = 0,
+        bad_key: bool = False,
+        bad_filter: bool = False,
+        depth: int = 0,
+    ) -> None:
+        self.uid = uid
+        self.action = action
+        self.follow = follow
+        self.mode = mode
+        self.key = key
+        self.bad_key = bad_key
+        self.bad_filter = bad_filter
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uid}, {self.action})"
+
+
+class Keyed(Ev):
+    __slots__ = ()
+
+
+class Plain(Ev):
+    __slots__ = ()
+
+
+class Other(Ev):
+    __slots__ = ()
+
+
+CLASSES: list[type[Ev]] = [Keyed, Plain, Other]
+ACTIONS = ["ok", "raise", "yield", "follow", "follow_cancelled"]
+MODES = ["publish", "nowait", "wait", "timeout"]
+
+
+def key_of(event: Ev) -> int:
+    if event.bad_key:
+        raise Boom("bad key")
+    return event.key
+
+
+def accepts(event: Ev) -> bool:
+    if event.bad_filter:
+        raise Boom("bad filter")
+    return True
+
+
+@dataclass
+class Record:
+    """Written on the event loop's thread, read between steps."""
+
+    outcome: dict[int, str] = field(default_factory=dict)
+    events: dict[int, Ev] = field(default_factory=dict)
+    seen: Counter[int] = field(default_factory=Counter)
+    drops: Counter[tuple[int, DropReason]] = field(default_factory=Counter)
+    running: Counter[type] = field(default_factory=Counter)
+    keys: Counter[int] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+
+
+class Composition(RuleBasedStateMachine):
+    def __init__(self, backend: str, options: dict[str, Any]) -> None:
+        super().__init__()
+        self._portal_cm = anyio.from_thread.start_blocking_portal(backend, options)
+        self.portal = self._portal_cm.__enter__()
+        self.rec = Record()
+        self.uids = itertools.count()
+        self.closing = False
+        self.bus = Dispatcher(
+            queue_size=2,
+            concurrency=1,
+            shutdown_timeout=0.2,
+            on_error=lambda event, handler, exc: None,
+            on_drop=self._on_drop,
+        )
+        self.bus.configure(Keyed, key=key_of, concurrency=2)
+        self.bus.subscribe(Ev, self._handle, filter=accepts)
+        self.session: AbstractContextManager[Any] | None = None
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self._start()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def call(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
+        async def bounded() -> R:
+            with anyio.fail_after(RUN_LIMIT):
+                return await fn(*args)
+
+        return self.portal.call(bounded)
+
+    def _start(self) -> None:
+        self.closing = False
+        self.session = self.portal.wrap_async_context_manager(self._session())
+        self.task_group = self.session.__enter__()
+
+    def _stop(self) -> None:
+        assert self.session is not None
+        self.closing = True
+        self.session.__exit__(None, None, None)
+        self.session = None
+        self.task_group = None
+
+    def _session(self) -> Any:
+        machine = self
+
+        class Session:
+            async def __aenter__(self) -> anyio.abc.TaskGroup:
+                # the publishers' task group outlives the dispatcher: closing it
+                # releases every publisher still waiting
+                self.tg = anyio.create_task_group()
+                task_group = await self.tg.__aenter__()
+                await machine.bus.__aenter__()
+                return task_group
+
+            async def __aexit__(self, *exc: object) -> None:
+                try:
+                    await machine.bus.__aexit__(None, None, None)
+                finally:
+                    await self.tg.__aexit__(None, None, None)
+
+        return Session()
+
+    def _on_drop(self, event: Any, reason: DropReason) -> None:
+        if isinstance(event, Ev):
+            self.rec.drops[event.uid, reason] += 1
+
+    def _new(self, cls: type[Ev], **fields: Any) -> Ev:
+        event = cls(next(self.uids), **fields)
+        self.rec.events[event.uid] = event
+        return event
+
+    # -- what handlers do ------------------------------------------------------------
+
+    def _enter(self, event: Ev, what: str) -> None:
+        klass = type(event)
+        limit = self.bus.config(klass).concurrency
+        if not self.closing and self.rec.running[klass] >= limit:
+            self.rec.violations.append(
+                f"{what} {event!r} beside {self.rec.running[klass]} running, limit {limit}"
+            )
+        self.rec.running[klass] += 1
+        if isinstance(event, Keyed) and not event.bad_key:
+            if not self.closing and self.rec.keys[event.key]:
+                self.rec.violations.append(f"{what} {event!r} while its key {event.key} runs")
+            self.rec.keys[event.key] += 1
+
+    def _leave(self, event: Ev) -> None:
+        self.rec.running[type(event)] -= 1
+        if isinstance(event, Keyed) and not event.bad_key:
+            self.rec.keys[event.key] -= 1
+
+    async def _handle(self, event: Ev) -> None:
+        self.rec.seen[event.uid] += 1
+        if self.rec.seen[event.uid] > 1:
+            self.rec.violations.append(f"{event!r} handled twice")
+        self._enter(event, "started")
+        for state in self.bus._states():
+            self.rec.violations.extend(state.check())
+        try:
+            if event.action == "raise":
+                raise Boom
+            for _ in range(3 if event.action == "yield" else 1):
+                await anyio.lowlevel.checkpoint()  # let others run beside this handler
+            if event.action.startswith("follow") and event.depth < 2:
+                child = self._new(
+                    CLASSES[event.follow],
+                    action="follow" if event.depth == 0 else "ok",
+                    follow=(event.follow + event.uid) % len(CLASSES),
+                    mode=event.mode,
+                    key=event.key,
+                    depth=event.depth + 1,
+                )
+                self._leave(event)  # suspended in the publish: not running
+                try:
+                    timeout = 0.001 if event.action == "follow_cancelled" else math.inf
+                    await self._publish(child, timeout)
+                finally:
+                    self._enter(event, "resumed")
+        finally:
+            self._leave(event)
+
+    async def _publish(self, event: Ev, cancel_after: float) -> None:
+        """Publish *event* as its ``mode`` says; record how the publish ended."""
+        outcome = "pending"
+        with anyio.move_on_after(cancel_after) as scope:
+            try:
+                if event.mode == "nowait":
+                    ok = self.bus.publish_nowait(event)
+                elif event.mode == "timeout":
+                    ok = await self.bus.publish(event, timeout=0.005)
+                elif event.mode == "wait":
+                    result = await self.bus.publish_and_wait(event)
+                    ok = result.dropped not in (DropReason.DROPPED_NEWEST, DropReason.REJECTED)
+                else:
+                    ok = await self.bus.publish(event)
+                outcome = "accepted" if ok else "dropped"
+            except (QueueFull, PublishTimeout):
+                outcome = "refused"
+            except DispatcherClosed:
+                outcome = "closed"
+            except InvalidEvent:
+                outcome = "invalid"
+        if scope.cancelled_caught and outcome == "pending":
+            # publish_and_wait's publish is cancel-safe; a wait for the outcome that is
+            # cancelled after the event was accepted leaves it to be handled
+            outcome = "waited" if event.mode == "wait" else "cancelled"
+        self.rec.outcome[event.uid] = outcome
+
+    # -- rules -----------------------------------------------------------------------
+
+    @rule(
+        cls=st.integers(0, len(CLASSES) - 1),
+        action=st.sampled_from(ACTIONS),
+        follow=st.integers(0, len(CLASSES) - 1),
+        mode=st.sampled_from(MODES),
+        key=st.integers(0, 2),
+        bad=st.sampled_from(["", "", "", "key", "filter"]),
+        cancel=st.sampled_from([math.inf, math.inf, 0.002]),
+        copies=st.integers(1, 4),
+    )
+    def publish(
+        self,
+        cls: int,
+        action: str,
+        follow: int,
+        mode: str,
+        key: int,
+        bad: str,
+        cancel: float,
+        copies: int,
+    ) -> None:
+        assert self.task_group is not None
+        for copy in range(copies):  # a burst, from as many concurrent publishers
+            event = self._new(
+                CLASSES[cls], action=action, follow=(follow + copy) % len(CLASSES), mode=mode,
+                key=(key + copy) % 3, bad_key=bad == "key", bad_filter=bad == "filter",
+            )  # fmt: skip
+            self.portal.call(self.task_group.start_soon, self._publish, event, cancel)
+        self.call(anyio.lowlevel.checkpoint)
+
+    @rule(
+        cls=st.integers(0, len(CLASSES) - 1),
+        queue_size=st.integers(1, 3),
+        concurrency=st.integers(1, 3),
+        overflow=st.sampled_from(list(Overflow)),
+    )
+    def configure(self, cls: int, queue_size: int, concurrency: int, overflow: Overflow) -> None:
+        def apply() -> None:
+            self.bus.configure(
+                CLASSES[cls], queue_size=queue_size, concurrency=concurrency, overflow=overflow
+            )
+
+        self.portal.call(apply)
+
+    @rule(action=st.sampled_from(ACTIONS))
+    def short_lived_type(self, action: str) -> None:
+        klass: type[Ev] = type("ShortLived", (Plain,), {"__slots__": ()})
+        event = self._new(klass, action=action, mode="publish")
+        assert self.task_group is not None
+        self.portal.call(self.task_group.start_soon, self._publish, event, math.inf)
+
+    @rule()
+    def settle(self) -> None:
+        self.call(self._settle)
+        self.check_settled(after_shutdown=False)
+
+    async def _settle(self) -> None:
+        await self.bus.drain()
+        await anyio.wait_all_tasks_blocked()
+        await self.bus.drain()
+
+    @rule()
+    def shutdown_and_restart(self) -> None:
+        self._stop()
+        self.check_settled(after_shutdown=True)
+        self._start()
+
+    @invariant()
+    def states_hold(self) -> None:
+        def check() -> list[str]:
+            return [problem for state in self.bus._states() for problem in state.check()]
+
+        problems = self.portal.call(_sync, check)
+        assert not problems, problems
+        assert not self.rec.violations, self.rec.violations
+
+    # -- the checks at rest ----------------------------------------------------------
+
+    def check_settled(self, *, after_shutdown: bool) -> None:
+        rec = self.rec
+        for uid, outcome in rec.outcome.items():
+            event = rec.events[uid]
+            seen = rec.seen[uid]
+            evicted = rec.drops[uid, DropReason.EVICTED]
+            cut_off = rec.drops[uid, DropReason.SHUTDOWN]
+            if outcome == "accepted":
+                if event.bad_filter:
+                    assert seen == 0, f"{event!r} passed a failing filter"
+                elif evicted or cut_off:
+                    assert seen <= 1, f"{event!r} handled {seen} times and dropped"
+                    assert evicted + cut_off == 1, f"{event!r} reported dropped twice"
+                else:
+                    assert seen == 1, f"accepted {event!r} handled {seen} times"
+            elif outcome == "waited":
+                assert seen <= 1, f"{event!r} handled {seen} times"
+            elif outcome != "pending":
+                assert seen == 0, f"{event!r} {outcome}, yet handled"
+                assert not evicted, f"{event!r} {outcome}, yet evicted"
+                assert not cut_off, f"{event!r} {outcome}, yet cut off by shutdown"
+        stats = self.bus.stats()
+        for got in stats.values():
+            assert got.accepted == (
+                got.handled + got.queued + got.in_flight + got.evicted + got.abandoned
+            ), got
+            if after_shutdown:
+                assert (got.queued, got.in_flight) == (0, 0), got
+
+    def teardown(self) -> None:
+        try:
+            if self.session is not None:
+                self._stop()
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+
+async def _sync(fn: Callable[[], R]) -> R:
+    return fn()
+
+
+@pytest.mark.parametrize(("backend", "options"), BACKENDS)
+def test_features_meeting_keep_every_promise(backend: str, options: dict[str, Any]) -> None:
+    class OnBackend(Composition):
+        def __init__(self) -> None:
+            super().__init__(backend, options)
+
+    run_state_machine_as_test(
+        OnBackend,
+        settings=settings(stateful_step_count=30, max_examples=settings().max_examples // 2),
+    )
