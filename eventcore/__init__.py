@@ -34,6 +34,10 @@ from ._middleware import HandlerCall as HandlerCall
 from ._middleware import PublishMiddleware as PublishMiddleware
 from ._registry import Subscription as Subscription
 from ._stats import TypeStats as TypeStats
+from ._transport import Receipt as Receipt
+from ._transport import Source as Source
+from ._transport import Transport as Transport
+from ._transport import Verdict as Verdict
 from ._types import DropReason as DropReason
 from ._types import Lifecycle as Lifecycle
 from ._version import __version__ as __version__
@@ -63,11 +67,15 @@ __all__ = [
     "PublishMiddleware",
     "PublishTimeout",
     "QueueFull",
+    "Receipt",
     "Retry",
+    "Source",
     "Subscription",
+    "Transport",
     "TypeConfig",
     "TypeStats",
     "Unauthorized",
+    "Verdict",
     "__version__",
     "acting_as",
     "current_principal",

@@ -1,0 +1,241 @@
+"""The broker seam with a fake transport: durable send, fetch only into free room, and
+one receipt settled per fetched event with the delivery's verdict."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from eventcore import (
+    Dispatcher,
+    InvalidConfiguration,
+    Overflow,
+    QueueFull,
+    Receipt,
+    Retry,
+    Transport,
+    Verdict,
+)
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 10.0
+
+
+@dataclass(frozen=True)
+class Job:
+    n: int
+    fail: bool = False
+
+
+@dataclass(frozen=True)
+class Local:
+    n: int
+
+
+@dataclass
+class FakeReceipt:
+    broker: FakeBroker
+    event: Any
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def settle(self, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+        self.broker.in_flight -= 1
+        self.broker.changed.set()
+
+
+class FakeSource:
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+
+    async def fetch(self, room: int) -> Sequence[tuple[Any, FakeReceipt]]:
+        assert room > 0, "asked to fetch into a full queue"
+        self.broker.rooms.append(room)
+        while not self.broker.pending:
+            await self.broker.arrived.wait()
+            self.broker.arrived = anyio.Event()
+        batch = self.broker.pending[:room]
+        del self.broker.pending[:room]
+        receipts = []
+        for event in batch:
+            receipt = FakeReceipt(self.broker, event)
+            self.broker.receipts.append(receipt)
+            self.broker.in_flight += 1
+            receipts.append((event, receipt))
+        self.broker.changed.set()
+        return receipts
+
+
+class FakeBroker:
+    """A stream in memory: durable once ``send`` returns; a bounded backlog."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self.pending: list[Any] = []
+        self.sent: list[Any] = []
+        self.receipts: list[FakeReceipt] = []
+        self.rooms: list[int] = []
+        self.in_flight = 0
+        self.arrived = anyio.Event()
+        self.changed = anyio.Event()
+
+    async def until(self, fetched: int) -> None:
+        """Wait until *fetched* events were fetched and every fetched one settled."""
+        while len(self.receipts) < fetched or self.in_flight:
+            await self.changed.wait()
+            self.changed = anyio.Event()
+
+    async def send(self, event_type: type, event: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        if len(self.pending) >= self.capacity:
+            raise QueueFull("the stream is full", event_type)
+        self.pending.append(event)
+        self.sent.append(event)
+        self.arrived.set()
+
+    def source(self, event_type: type) -> FakeSource:
+        return FakeSource(self)
+
+    def verdicts(self) -> Counter[Verdict]:
+        return Counter(v for r in self.receipts for v in r.verdicts)
+
+
+def test_the_fake_is_a_transport() -> None:
+    broker = FakeBroker()
+    assert isinstance(broker, Transport)
+    assert isinstance(FakeReceipt(broker, None), Receipt)
+
+
+async def test_each_fetched_event_is_settled_once_with_its_verdict() -> None:
+    broker = FakeBroker()
+    bus = Dispatcher(queue_size=3, on_error=lambda *args: None)
+    bus.configure(Job, transport=broker, retry=Retry(attempts=2, backoff=0))
+    seen: list[int] = []
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(job.n)
+        if job.fail:
+            raise ValueError(job.n)
+
+    @bus.on(Local)
+    async def local(event: Local) -> None:
+        seen.append(-event.n)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(10):
+                assert await bus.publish(Job(n, fail=n % 4 == 0))
+            await bus.publish(Local(1))  # not routed: in memory, no receipt
+            await broker.until(10)
+            await bus.drain()
+    assert [r.verdicts for r in broker.receipts] == [
+        [Verdict.FAILED] if r.event.fail else [Verdict.HANDLED] for r in broker.receipts
+    ]
+    assert sorted(n for n in seen if n >= 0) == sorted([*range(10), 0, 4, 8])
+    assert -1 in seen
+    assert max(broker.rooms) <= 3  # never more than the local queue had room for
+    stats = bus.stats(Job)
+    assert (stats.accepted, stats.handled, stats.failed) == (10, 10, 3)
+
+
+async def test_shutdown_settles_unstarted_events_for_redelivery() -> None:
+    broker = FakeBroker()
+    bus = Dispatcher(queue_size=4, shutdown_timeout=0.05, transport=broker)
+    started = anyio.Event()
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        started.set()
+        await anyio.sleep(LIMIT)  # cut off by the shutdown deadline
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(6):
+                await bus.publish(Job(n))
+            await started.wait()
+            while len(broker.receipts) < 5:  # 1 in flight + 4 queued: the room it had
+                await broker.changed.wait()
+                broker.changed = anyio.Event()
+    verdicts = broker.verdicts()
+    assert verdicts == Counter({Verdict.SHUTDOWN: 5})
+    assert len(broker.pending) == 1  # never fetched: still on the broker
+    assert all(len(r.verdicts) == 1 for r in broker.receipts)
+
+
+async def test_an_event_the_consumer_cannot_key_is_rejected() -> None:
+    broker = FakeBroker()
+    producer = Dispatcher(transport=broker)  # two processes of one service, in one test
+    letters: list[Any] = []
+    consumer = Dispatcher(transport=broker, on_dead_letter=letters.append)
+
+    def key(job: Job) -> int:
+        if job.fail:
+            raise KeyError(job.n)
+        return job.n
+
+    consumer.configure(Job, key=key)
+    seen: list[int] = []
+
+    @consumer.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(job.n)
+
+    with anyio.fail_after(LIMIT):
+        async with producer, consumer:
+            for n in range(3):
+                await producer.publish(Job(n, fail=n == 1))
+            await broker.until(3)
+    assert seen == [0, 2]
+    assert [r.verdicts for r in broker.receipts] == [
+        [Verdict.HANDLED],
+        [Verdict.REJECTED],
+        [Verdict.HANDLED],
+    ]
+    assert [letter.event for letter in letters] == [Job(1, fail=True)]
+
+
+async def test_a_full_broker_follows_the_overflow_policy() -> None:
+    broker = FakeBroker(capacity=1)
+    bus = Dispatcher()
+    bus.configure(Job, transport=broker, overflow=Overflow.DROP_NEWEST)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:  # no subscriber: nothing fetches, the stream fills up
+            assert await bus.publish(Job(1))
+            assert not await bus.publish(Job(2))
+            bus.configure(Job, overflow=Overflow.RAISE)
+            with pytest.raises(QueueFull):
+                await bus.publish(Job(3))
+    assert bus.stats(Job).dropped == 1
+    assert broker.sent == [Job(1)]
+
+
+async def test_routed_types_refuse_what_a_broker_cannot_do() -> None:
+    broker = FakeBroker()
+    bus = Dispatcher(transport=broker)
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        pass
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            with pytest.raises(InvalidConfiguration, match="publish_nowait"):
+                bus.publish_nowait(Job(1))
+            with pytest.raises(InvalidConfiguration, match="publish_and_wait"):
+                await bus.publish_and_wait(Job(2))
+
+
+def test_a_transport_needs_send_and_source() -> None:
+    with pytest.raises(InvalidConfiguration, match="transport"):
+        Dispatcher(transport=object())
+    with pytest.raises(InvalidConfiguration, match="transport"):
+        Dispatcher().configure(Job, transport="nats://127.0.0.1:4222")
