@@ -92,7 +92,7 @@ class DispatcherCore:
         if policy is not None:
             subs = tuple(s for s in subs if policy.may_receive(s.principal, state.event_type))
         state.subs = subs
-        state.calls = tuple((s.handler, s.filter) for s in subs)
+        state.calls = tuple((s.call, s.filter, s.handler) for s in subs)
         state.plain = not (
             self._full_delivery
             or state.key is not None

@@ -368,7 +368,7 @@ class Delivery:
         if running is not None:
             token = next(self._call_ids)
             running[token] = (anyio.current_time(), event, sub)
-        handler: Callable[[Any], Awaitable[Any]] = sub.handler
+        handler: Callable[[Any], Awaitable[Any]] = sub.call
         if self.handle_chain and envelope is not None:
             first = envelope.calls == 0
             envelope.calls += 1

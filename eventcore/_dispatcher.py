@@ -7,7 +7,7 @@ the workers in ``_workers`` and the deadlock escape in ``_waits``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, overload
 
@@ -23,7 +23,7 @@ from ._errors import InvalidConfiguration
 from ._lifecycle import Running
 from ._middleware import HandleMiddleware, PublishMiddleware
 from ._publishing import UNSET, _Unset
-from ._registry import Registry, Subscription, check_handler
+from ._registry import Registry, Subscription, adapt_handler
 from ._state import TypeState
 from ._stats import TypeStats
 from ._table import StateTable
@@ -163,19 +163,20 @@ class Dispatcher(Running):
         :param retry: retry failed calls (see :class:`Retry`); default: the type's
         :param principal: who subscribes, for the authorization policy
         :raises InvalidEvent: *event_type* is not an event class
-        :raises InvalidHandler: *handler* is not a callable handler
+        :raises InvalidHandler: *handler* is not a handler (an ``async def`` function, or
+            a plain ``def`` that eventcore runs in a worker thread)
         :raises InvalidConfiguration: *filter*, *timeout* or *retry* is not valid
         :return: the subscription; ``subscription.unsubscribe()`` ends it
         """
         check_event_class(event_type, "subscribe")
-        check_handler(handler)
+        call = adapt_handler(handler)
         if filter is not None and not callable(filter):
             raise InvalidConfiguration(f"filter must be a callable returning bool, got {filter!r}")
         check_timeout("timeout", timeout)
         check_retry(retry)
         subscription = Subscription(
             self._subscription_ended, event_type, handler, filter,
-            timeout=timeout, retry=retry, principal=principal,
+            timeout=timeout, retry=retry, principal=principal, call=call,
         )  # fmt: skip
         self._registry.add(subscription)
         self._subscriptions_changed(event_type)
@@ -191,10 +192,10 @@ class Dispatcher(Running):
         timeout: float | None = None,
         retry: Retry | None = None,
         principal: Hashable | None = None,
-    ) -> Callable[[Callable[[E], Awaitable[R]]], Callable[[E], Awaitable[R]]]:
+    ) -> Callable[[Callable[[E], R]], Callable[[E], R]]:
         """Decorator form of :meth:`subscribe`; returns the handler unchanged."""
 
-        def register(handler: Callable[[E], Awaitable[R]]) -> Callable[[E], Awaitable[R]]:
+        def register(handler: Callable[[E], R]) -> Callable[[E], R]:
             self.subscribe(
                 event_type, handler, filter=filter, timeout=timeout, retry=retry,
                 principal=principal,

@@ -72,7 +72,7 @@ def apply_publish_chain(chain: Sequence[PublishMiddleware], event: Any) -> Any:
 
 def chain_call(chain: Sequence[HandleMiddleware], call: HandlerCall) -> CallNext:
     """The handler of *call* with every handle middleware around it, the first outermost."""
-    step: CallNext = call.subscription.handler
+    step: CallNext = call.subscription.call
     for middleware in reversed(chain):
         step = _link(middleware, call, step)
     return step

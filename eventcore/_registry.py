@@ -10,11 +10,12 @@ from __future__ import annotations
 import inspect
 import itertools
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic
 
 from ._config import Retry
 from ._errors import InvalidHandler
+from ._threads import in_thread
 from ._types import E, Filter, Handler
 
 
@@ -23,6 +24,7 @@ class Subscription(Generic[E]):
 
     __slots__ = (
         "_on_end",
+        "call",
         "event_type",
         "filter",
         "handler",
@@ -41,11 +43,14 @@ class Subscription(Generic[E]):
         timeout: float | None = None,
         retry: Retry | None = None,
         principal: Hashable | None = None,
+        call: Callable[[Any], Awaitable[Any]] | None = None,
     ) -> None:
         #: tells the dispatcher the subscription ended (None once it has)
         self._on_end: Callable[[Subscription[Any]], None] | None = on_end
         self.event_type = event_type
         self.handler = handler
+        #: what the workers await: the handler, or its thread wrapper for a plain ``def``
+        self.call: Callable[[Any], Awaitable[Any]] = call or adapt_handler(handler)
         self.filter = filter
         #: cancel the handler after this many seconds (None: the type's default)
         self.timeout = timeout
@@ -71,18 +76,30 @@ class Subscription(Generic[E]):
         return f"<Subscription {self.event_type.__qualname__} -> {name}{state}>"
 
 
-def check_handler(handler: Callable[..., Any]) -> None:
-    """Refuse anything that is not an async callable, with a message that says what to do."""
+def adapt_handler(handler: Callable[..., Any]) -> Callable[[Any], Awaitable[Any]]:
+    """What the workers call for *handler*: itself when it is async, else a wrapper that
+    runs it in a worker thread (see ``_threads``); refuses what is no handler at all."""
     if inspect.iscoroutinefunction(handler):
-        return
+        return handler
     call = getattr(type(handler), "__call__", None)  # noqa: B004 - instances with async __call__
     if not isinstance(handler, type) and inspect.iscoroutinefunction(call):
-        return
-    raise InvalidHandler(
-        f"handler {handler!r} is not an async callable: eventcore awaits every handler on "
-        "the event loop, so a blocking function would stall every other handler. Write it "
-        "as `async def`, or wrap blocking work with `await anyio.to_thread.run_sync(...)`."
-    )
+        return handler
+    if inspect.isawaitable(handler):
+        raise InvalidHandler(
+            f"{handler!r} is a coroutine, not a handler: pass the async function itself, "
+            "without calling it (`subscribe(T, handler)`, not `subscribe(T, handler())`)"
+        )
+    if inspect.isasyncgenfunction(handler) or inspect.isgeneratorfunction(handler):
+        raise InvalidHandler(
+            f"handler {handler!r} is a generator function: a handler is an `async def` "
+            "function (or a plain `def`, run in a worker thread) that returns"
+        )
+    if isinstance(handler, type) or not callable(handler):
+        raise InvalidHandler(
+            f"handler {handler!r} is not callable: pass an `async def` function, or a plain "
+            "function (eventcore runs plain functions in a worker thread)"
+        )
+    return in_thread(handler)
 
 
 class Registry:

@@ -100,6 +100,7 @@ class TypeState:
         "keys",
         "lent",
         "limit",
+        "limiter",
         "maxsize",
         "orphans",
         "overflow",
@@ -131,8 +132,11 @@ class TypeState:
         #: whether a pump fetches this type's events from its transport
         self.pumped = False
         self.subs: tuple[Subscription[Any], ...] = ()
-        #: (handler, filter) of each subscription: what the hot loop needs, unpacked
-        self.calls: tuple[tuple[Callable[[Any], Any], Callable[[Any], bool] | None], ...] = ()
+        #: (what to await, filter, the handler as given) of each subscription: what the
+        #: hot loop needs, unpacked
+        self.calls: tuple[
+            tuple[Callable[[Any], Any], Callable[[Any], bool] | None, Callable[..., Any]], ...
+        ] = ()
         #: whether workers may call handlers inline (no key, timeout, retry, middleware)
         self.plain = True
         #: whether a worker must look beyond its next event (see ``refresh``)
@@ -159,6 +163,8 @@ class TypeState:
         self.running = 0
         #: handlers that lent their slot while suspended in a wait
         self.lent = 0
+        #: worker threads of plain ``def`` handlers (created on first use; see _threads)
+        self.limiter: anyio.CapacityLimiter | None = None
         #: handlers that lent their slot and want one back, oldest first
         self.reclaimers: deque[Reclaim] = deque()
         #: whether the type is on the worker pool's ready line
@@ -189,11 +195,19 @@ class TypeState:
         self.key = config.key
         self.handler_timeout = config.handler_timeout
         self.retry = config.retry
+        if self.limiter is not None:
+            self.limiter.total_tokens = config.concurrency
         if config.overflow is not Overflow.BLOCK:
             self._release_putters()
         self.hand_over()
         self._grant_reclaimers()
         self.refresh()
+
+    def thread_limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of this type's worker threads: ``concurrency`` at a time."""
+        if self.limiter is None:
+            self.limiter = anyio.CapacityLimiter(self.concurrency)
+        return self.limiter
 
     def refresh(self) -> None:
         """Recompute ``attention``: what a worker must check besides its next event."""
@@ -512,6 +526,7 @@ class TypeState:
         self.lent = 0
         self.reclaimers.clear()
         self.waits.clear()
+        self.limiter = None
         self.scheduled = False
         self.stopping = False
         self.refresh()

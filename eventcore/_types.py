@@ -11,8 +11,9 @@ E = TypeVar("E")
 
 R = TypeVar("R")
 
-Handler = Callable[[E], Awaitable[Any]]
-"""An async callable that handles one event: ``async def handler(event: E) -> Any``."""
+Handler = Callable[[E], Awaitable[Any]] | Callable[[E], Any]
+"""What handles one event: ``async def handler(event: E) -> Any``, or a plain ``def``
+that eventcore runs in a worker thread."""
 
 Filter = Callable[[E], bool]
 """A predicate; the subscription sees an event only when it returns true."""

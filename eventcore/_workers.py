@@ -201,12 +201,12 @@ class WorkerPool:
                     ):
                         return  # cut off by shutdown; the finally reports it
                 else:
-                    for handler, accepts in state.calls:
+                    for call, accepts, handler in state.calls:
                         if state.stopping:
                             return  # no handler starts after the shutdown deadline
                         try:
                             if accepts is None or accepts(item):
-                                await handler(item)
+                                await call(item)
                         except Exception as exc:
                             state.failed += 1
                             reporter.handler_failed(item, handler, exc)

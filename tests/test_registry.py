@@ -110,14 +110,16 @@ async def test_async_callables_are_accepted() -> None:
     assert seen == ["object", "partial"]
 
 
-def test_sync_handler_is_refused_with_advice() -> None:
+def test_what_is_no_handler_is_refused_with_advice() -> None:
     bus = Dispatcher()
 
-    def blocking(event: Base) -> None:  # pragma: no cover - never called
+    async def handler(event: Base) -> None:  # pragma: no cover - never called
         pass
 
-    with pytest.raises(InvalidHandler, match=r"async def.*to_thread"):
-        bus.subscribe(Base, blocking)  # type: ignore[arg-type]
+    coroutine = handler(Base(1))
+    with pytest.raises(InvalidHandler, match=r"coroutine.*without calling it"):
+        bus.subscribe(Base, coroutine)  # type: ignore[arg-type]
+    coroutine.close()
     with pytest.raises(TypeError):  # InvalidHandler is a TypeError
         bus.subscribe(Base, Base)  # type: ignore[arg-type]
 

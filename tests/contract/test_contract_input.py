@@ -67,13 +67,17 @@ non_events = st.one_of(
     st.sampled_from([int, str, object, type, Event, *EVENT_CLASSES]),  # classes, not events
 )
 
+
+async def async_generator(event: Event) -> Any:
+    yield event
+
+
+#: Not handlers: a plain ``def`` is one (it runs in a worker thread), these are not.
 non_handlers = st.one_of(
     st.none(),
     st.integers(),
     st.text(max_size=3),
-    st.sampled_from(
-        [sync_handler, sync_generator, lambda event: None, SyncCallable(), AsyncCallable, print]
-    ),
+    st.sampled_from([sync_generator, async_generator, AsyncCallable, SyncCallable]),
 )
 
 bad_sizes = st.one_of(
@@ -130,12 +134,10 @@ def test_publishing_a_non_event_raises_invalid_event(
 
 
 @given(handler=non_handlers, via_decorator=st.booleans())
-def test_a_handler_that_is_not_async_raises_invalid_handler(
-    handler: Any, via_decorator: bool
-) -> None:
+def test_what_is_not_a_handler_raises_invalid_handler(handler: Any, via_decorator: bool) -> None:
     bus = Dispatcher()
     register = bus.on(Event) if via_decorator else lambda h: bus.subscribe(Event, h)
-    with pytest.raises(InvalidHandler, match="not an async callable") as info:
+    with pytest.raises(InvalidHandler, match="handler") as info:
         register(handler)
     assert isinstance(info.value, TypeError)
     assert len(bus._registry) == 0  # nothing was registered
