@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._authorization import Policy
 from ._config import TypeConfig
+from ._deadletters import DeadLetter
 from ._delivery import Delivery, Reporter
 from ._errors import DispatcherClosed, InvalidEvent
 from ._middleware import PublishMiddleware
@@ -144,12 +145,15 @@ class DispatcherCore:
         return self._table.create(event_class, state)
 
     def _route_of(self, event_class: type) -> Any:
-        """The transport *event_class* is routed through (None: in memory)."""
+        """The transport *event_class* is routed through (None: in memory). Dead
+        letters stay in the process that produced them."""
+        if event_class is DeadLetter:
+            return None
         return self.config(event_class).transport or self._transport
 
     def _is_own_worker(self) -> bool:
         slot = current_slot.get()
-        return slot is not None and slot.pool is self._pool
+        return slot is not None and slot.pool is self._pool and slot.pool is not None
 
     def _closed_message(self) -> str:
         if self._phase is Phase.NEW:

@@ -143,7 +143,12 @@ class Envelope:
     ) -> None:
         """Record the outcome, settle the receipt, and wake the publisher, if one waits."""
         if self.receipt is not None:
-            self.receipt.settle(verdict_of(results, dropped))
+            try:
+                self.receipt.settle(verdict_of(results, dropped))
+            except Exception:  # the broker will redeliver what it never heard of
+                logger.exception(
+                    "settling the receipt of %s failed", type(self.event).__qualname__
+                )
         if self.done is not None:
             self.outcome = Outcome(self.event, tuple(results), dropped)
             self.done.set()

@@ -211,6 +211,9 @@ class Dispatcher(Running):
     def _subscription_ended(self, subscription: Subscription[Any]) -> None:
         self._registry.remove(subscription)
         self._subscriptions_changed(subscription.event_type)
+        state = self._table.get(subscription.event_type)
+        if state is not None and state.pump is not None:
+            self._repump(state)  # stop fetching what nobody here handles
 
     def _subscriptions_changed(self, event_type: type) -> None:
         """Re-resolve the states a change of subscriptions to *event_type* concerns.
@@ -300,7 +303,8 @@ class Dispatcher(Running):
             ``InvalidEvent``
         :param handler_timeout: default ``timeout`` of the type's subscriptions
         :param retry: default ``retry`` of the type's subscriptions
-        :param transport: route the type through this broker transport (None: in memory)
+        :param transport: route the type through this broker transport (None: the
+            dispatcher's ``transport``, if it has one, else in memory)
         :raises InvalidEvent: *event_type* is not an event class
         :raises InvalidConfiguration: a value is out of range
         """
@@ -326,6 +330,7 @@ class Dispatcher(Running):
         state.route = self._route_of(state.event_type)
         self._refresh(state)
         self._table.admit(state)
+        self._repump(state)
         if self._pool is not None:
             self._pool.kick(state)
 

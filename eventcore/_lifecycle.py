@@ -27,6 +27,10 @@ logger = logging.getLogger("eventcore")
 
 _D = TypeVar("_D", bound="Running")
 
+#: the first and the longest pause after a failed fetch from a transport
+_FETCH_RETRY = 0.05
+_FETCH_RETRY_MAX = 5.0
+
 
 class Running(Publishing):
     """``async with dispatcher``, ``drain()``, ``publish_threadsafe()``."""
@@ -102,7 +106,7 @@ class Running(Publishing):
             for item in state.abandon():
                 self._reporter.dropped(item, DropReason.SHUTDOWN)
             state.reset()
-        self._table.sweep()
+        self._table.sweep(everything=True)
         lost = self._abandoned() - abandoned_before
         if lost:
             logger.warning(
@@ -160,33 +164,70 @@ class Running(Publishing):
                 self._start_pump(event_type)
 
     def _start_pump(self, event_type: type) -> None:
-        pumps = self._pumps
-        if pumps is None or self._phase is not Phase.RUNNING:
+        """Fetch *event_type*'s events from its transport, if it is routed and running."""
+        if self._pumps is None or self._phase is not Phase.RUNNING:
             return
-        state = self._table.get(event_type) or self._new_state(event_type)
-        if state.route is not None and not state.pumped:
-            state.pumped = True
-            pumps.start_soon(self._pump, state)
+        self._repump(self._table.get(event_type) or self._new_state(event_type))
 
-    async def _pump(self, state: TypeState) -> None:
-        """Fetch *state*'s events from its transport, never more than the queue has room for."""
-        source = state.route.source(state.event_type)
-        try:
-            while True:
-                room = state.limit - len(state.items)
-                if room <= 0:
-                    putter = state.park_putter(None, room_only=True)  # woken by room
+    def _repump(self, state: TypeState) -> None:
+        """Make *state*'s pump read its current route: stop a pump that reads another
+        one, start one if the type is routed, subscribed and the dispatcher runs."""
+        subscribed = bool(self._registry.resolve(state.event_type))
+        if state.pump is not None and (state.pump_route is not state.route or not subscribed):
+            state.pump.cancel()  # another route now, or nobody here handles the type
+            state.pump = state.pump_route = None
+        pumps = self._pumps
+        if (
+            state.route is None
+            or state.pump is not None
+            or pumps is None
+            or self._phase is not Phase.RUNNING
+            or not subscribed
+        ):
+            return
+        scope = anyio.CancelScope()
+        state.pump, state.pump_route = scope, state.route
+        pumps.start_soon(self._pump, state, state.route, scope)
+
+    async def _pump(self, state: TypeState, route: Any, scope: anyio.CancelScope) -> None:
+        """Fetch *state*'s events from *route*, never more than the queue has room for.
+
+        A failing fetch is logged and retried with a growing pause: the broker's
+        client reconnects; the dispatcher goes on.
+        """
+        source = route.source(state.event_type)
+        pause = _FETCH_RETRY
+        with scope:
+            try:
+                while True:
+                    room = state.limit - len(state.items)
+                    if room <= 0:
+                        putter = state.park_putter(None, room_only=True)  # woken by room
+                        try:
+                            await putter.wake.wait()
+                        finally:
+                            state.forget_putter(putter)
+                        continue
                     try:
-                        await putter.wake.wait()
-                    finally:
-                        state.forget_putter(putter)
-                    continue
-                for event, receipt in await source.fetch(room):
-                    key = self._key_or_reject(state, event, receipt)
-                    if key is not None:
-                        self._enqueue(state, Envelope(event, None, False, False, key[0], receipt))
-        finally:
-            state.pumped = False
+                        batch = await source.fetch(room)
+                    except Exception:
+                        logger.exception(
+                            "fetching %s failed; retrying in %.2f s",
+                            state.event_type.__qualname__,
+                            pause,
+                        )
+                        await anyio.sleep(pause)
+                        pause = min(pause * 2, _FETCH_RETRY_MAX)
+                        continue
+                    pause = _FETCH_RETRY
+                    for event, receipt in batch:
+                        key = self._key_or_reject(state, event, receipt)
+                        if key is not None:
+                            envelope = Envelope(event, None, False, False, key[0], receipt)
+                            self._enqueue(state, envelope)
+            finally:
+                if state.pump is scope:
+                    state.pump = state.pump_route = None
 
     def _key_or_reject(self, state: TypeState, event: Any, receipt: Any) -> tuple[Any] | None:
         """The key of a fetched event (NO_KEY without a key function); a failing key

@@ -17,8 +17,8 @@ module reads it and changes it through these transitions:
 ``finish``
 ``evict``       DROP_OLDEST takes the oldest waiting event out
 ``abandon``     shutdown takes every waiting event out
-``acquire`` /   a worker takes / gives back one of the type's slots
-``release``
+``acquire`` /   a worker takes / gives back one of the type's slots (the
+``release``     pool inlines the common case: ``WorkerPool._next_state``)
 ``lend`` /      a handler suspended in a wait gives its slot (and key) away /
 ``reclaim``     takes a slot back, ahead of new events
 =============== ==============================================================
@@ -105,7 +105,8 @@ class TypeState:
         "orphans",
         "overflow",
         "plain",
-        "pumped",
+        "pump",
+        "pump_route",
         "putters",
         "quiet",
         "reclaimers",
@@ -116,6 +117,7 @@ class TypeState:
         "scheduled",
         "stopping",
         "subs",
+        "swept_at",
         "waits",
     )
 
@@ -129,8 +131,9 @@ class TypeState:
         self.retry: Retry | None = config.retry
         #: the transport this type is routed through (None: in memory)
         self.route: Any = None
-        #: whether a pump fetches this type's events from its transport
-        self.pumped = False
+        #: the pump fetching this type's events (its cancel scope), and the route it reads
+        self.pump: anyio.CancelScope | None = None
+        self.pump_route: Any = None
         self.subs: tuple[Subscription[Any], ...] = ()
         #: (what to await, filter, the handler as given) of each subscription: what the
         #: hot loop needs, unpacked
@@ -171,6 +174,8 @@ class TypeState:
         self.scheduled = False
         #: the waits of this type's handlers (the deadlock escape's graph)
         self.waits: list[Wait] = []
+        #: ``accepted`` at the last sweep of the table (see ``_table``)
+        self.swept_at = -1
         #: set when nothing is queued or in flight (for drain)
         self.quiet: anyio.Event | None = None
         # -- counters --
@@ -214,6 +219,7 @@ class TypeState:
         self.attention = (
             not self.plain
             or bool(self.reclaimers)
+            or bool(self.orphans)
             or self.running > self.concurrency
             or self.stopping
         )
@@ -262,6 +268,7 @@ class TypeState:
             or self.waits
             or self.reclaimers
             or self.keys
+            or self.pump is not None
         )
 
     def full(self) -> bool:
@@ -348,6 +355,8 @@ class TypeState:
             self.keys.pop(holder_key, None)
         if self.orphans:
             key = self.orphans.popleft()
+            if not self.orphans:
+                self.refresh()
             item = self.keys[key].popleft()[1]
             self._unhold()
             return item, key
@@ -382,6 +391,7 @@ class TypeState:
             return
         if self.keys.get(key):
             self.orphans.append(key)
+            self.attention = True  # the hot loop serves no backlog: the general one does
         else:
             self.keys.pop(key, None)
 
@@ -449,13 +459,6 @@ class TypeState:
         self.putters.clear()
 
     # -- slots -----------------------------------------------------------------------
-
-    def acquire(self) -> bool:
-        """Take a slot for a worker, if one is free and no suspended handler wants it."""
-        if self.running >= self.concurrency or self.reclaimers or self.stopping:
-            return False
-        self.running += 1
-        return True
 
     def release(self) -> None:
         """A worker gives its slot back: to a handler that wants one back, if any."""
@@ -527,6 +530,7 @@ class TypeState:
         self.reclaimers.clear()
         self.waits.clear()
         self.limiter = None
+        self.pump = self.pump_route = None
         self.scheduled = False
         self.stopping = False
         self.refresh()

@@ -5,9 +5,11 @@ flight, configured, or was published since the last sweep. An idle state of a
 class that has no settings of its own is *retired*: its counters move to a
 weak-keyed table (so ``stats()`` goes on counting while the class lives) and the
 class itself is no longer referenced (contract 12: event classes created at run
-time are not kept alive). Sweeps run when the table has doubled since the last
-one, when subscriptions change, and when the dispatcher stops, so their cost is
-amortized and a subscription change never visits every type ever seen.
+time are not kept alive). A state is retired when it was idle, with nothing
+accepted, from one sweep to the next, so a type in steady use keeps its state.
+Sweeps run when the table has doubled since the last one and when subscriptions
+change; when the dispatcher stops every state is retired. Their cost is
+amortized, and a subscription change never visits every type ever seen.
 """
 
 from __future__ import annotations
@@ -70,13 +72,19 @@ class StateTable:
             for state in self.states.values():
                 self.admit(state)
 
-    def sweep(self) -> int:
-        """Retire every idle state (a configured class gets a new one, with its
-        settings, when it is next used).
+    def sweep(self, everything: bool = False) -> int:
+        """Retire the states that were idle, with nothing accepted, since the last sweep
+        (*everything*: every idle state). A class gets a new state, with its settings
+        and counters, when it is next used; a type in steady use is never retired.
 
         :return: how many states were retired
         """
-        retired = [cls for cls, state in self.states.items() if state.idle]
+        retired = []
+        for cls, state in self.states.items():
+            if state.idle and (everything or state.accepted == state.swept_at):
+                retired.append(cls)
+            else:
+                state.swept_at = state.accepted
         for cls in retired:
             state = self.states.pop(cls)
             self.fast.pop(cls, None)

@@ -57,6 +57,8 @@ def begin_wait(pool: Any, target: TypeState) -> Wait | None:
     slot = current_slot.get()
     if slot is None or slot.pool is not pool or not slot.holding:
         return None
+    if anyio.get_current_task().id != slot.task:
+        return None  # a task the handler started: it holds no slot of its own
     origin = slot.state
     assert origin is not None
     wait = Wait(slot, origin, target)

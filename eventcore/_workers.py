@@ -41,10 +41,13 @@ class WorkerSlot:
     """One worker task: the type it serves now, whether it holds a slot there, and
     the key whose events it handles."""
 
-    __slots__ = ("bind", "holding", "key", "pool", "state")
+    __slots__ = ("bind", "holding", "key", "pool", "state", "task")
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
+        #: the worker's own task: only it is the handler (tasks a handler starts
+        #: inherit the context, and with it this slot, but hold no slot)
+        self.task = anyio.get_current_task().id
         self.state: TypeState | None = None
         self.holding = False
         self.key: Any = NO_KEY
@@ -126,8 +129,11 @@ class WorkerPool:
         while ready and not self.stopping:
             state = ready.popleft()
             state.scheduled = False
-            if not (state.items or state.orphans) or not state.acquire():
+            if state.running >= state.concurrency or not (state.items or state.orphans):
                 continue  # served meanwhile, or its slots are taken
+            if state.attention and (state.reclaimers or state.stopping):
+                continue  # suspended handlers take free slots first; or shutting down
+            state.running += 1
             slot.state = state
             slot.holding = True
             if (len(state.items) > 1 or state.orphans) and state.running < state.concurrency:
@@ -139,13 +145,20 @@ class WorkerPool:
 
     def _leave(self, state: TypeState, slot: WorkerSlot) -> None:
         """Give the slot in *state* back (if held) and reschedule what is left."""
-        state.let_go(slot.key)
-        slot.key = NO_KEY
+        if slot.key is not NO_KEY:
+            state.let_go(slot.key)
+            slot.key = NO_KEY
+        slot.state = None  # a parked worker keeps no type (and no class) alive
         if slot.holding:
             slot.holding = False
-            state.release()
-        self.kick(state)
-        state.quieted()
+            if state.attention:
+                state.release()
+            else:  # plain, nobody wants a slot back: the common case, inline
+                state.running -= 1
+        if state.items or state.orphans:
+            self.kick(state)
+        elif state.quiet is not None:
+            state.quieted()
 
     def _attend(self, state: TypeState, slot: WorkerSlot) -> str:
         """Decide what a worker does when its type's ``attention`` flag is up."""
@@ -175,7 +188,23 @@ class WorkerPool:
                 return
 
     async def _serve(self, state: TypeState, slot: WorkerSlot) -> None:
-        """The hot loop: handle *state*'s events until none is left for us."""
+        """Serve *state* until nothing is left for this worker, switching between the
+        hot loop and the general loop as the type's needs change (no recursion)."""
+        try:
+            mode = _STAY
+            while mode is not _LEAVE:
+                if mode is _STAY:
+                    mode = await self._serve_plain(state, slot)
+                else:
+                    mode = await self._serve_general(state, slot)
+        finally:
+            self._leave(state, slot)
+
+    async def _serve_plain(self, state: TypeState, slot: WorkerSlot) -> str:
+        """The hot loop: call the handlers inline, event after event.
+
+        :return: what to do next (``_LEAVE`` or ``_GENERAL``)
+        """
         items = state.items
         reporter = self.reporter
         cancelled = self.cancelled
@@ -184,13 +213,10 @@ class WorkerPool:
             while True:
                 if state.attention:
                     verdict = self._attend(state, slot)
-                    if verdict is _LEAVE:
-                        return
-                    if verdict is _GENERAL:
-                        await self._serve_general(state, slot)
-                        return
+                    if verdict is not _STAY:
+                        return verdict
                 if not items:
-                    return
+                    return _LEAVE
                 item = items.popleft()  # taken out only now that its handling starts
                 if state.putters:
                     state.hand_over()
@@ -199,11 +225,11 @@ class WorkerPool:
                     if not await self.delivery.deliver(
                         item, state, state.subs, None, None, slot.bind
                     ):
-                        return  # cut off by shutdown; the finally reports it
+                        return _LEAVE  # cut off by shutdown; the finally reports it
                 else:
                     for call, accepts, handler in state.calls:
                         if state.stopping:
-                            return  # no handler starts after the shutdown deadline
+                            return _LEAVE  # no handler starts after the shutdown deadline
                         try:
                             if accepts is None or accepts(item):
                                 await call(item)
@@ -221,38 +247,34 @@ class WorkerPool:
         finally:
             if item is not _NOTHING:
                 self._cut_off(state, item)
-            self._leave(state, slot)
 
-    async def _serve_general(self, state: TypeState, slot: WorkerSlot) -> None:
-        """Handle *state*'s events through :class:`Delivery` until none is left for us.
+    async def _serve_general(self, state: TypeState, slot: WorkerSlot) -> str:
+        """Handle *state*'s events through :class:`Delivery` (keys, timeouts, retries,
+        middleware, context).
 
-        The caller (:meth:`_serve`) gives the slot back when this returns.
+        :return: what to do next (``_LEAVE`` or ``_STAY``: plain again)
         """
         delivery = self.delivery
         item = _NOTHING
         try:
             while True:
                 verdict = self._attend(state, slot)
-                if verdict is _LEAVE:
-                    return
-                if verdict is _STAY:  # plain again: back to the hot loop
-                    await self._serve(state, slot)
-                    return
+                if verdict is not _GENERAL:
+                    return verdict
                 item, slot.key = state.take(slot.key)
                 if item is None:
                     item = _NOTHING
-                    return
+                    return _LEAVE
                 state.start()
                 if not await delivery.deliver(
                     item, state, state.subs, state.handler_timeout, state.retry, slot.bind
                 ):
-                    return  # cut off by shutdown; the finally reports it
+                    return _LEAVE  # cut off by shutdown; the finally reports it
                 state.finish()
                 item = _NOTHING
         finally:
             if item is not _NOTHING:
                 self._cut_off(state, item)
-                item = _NOTHING
 
     def _cut_off(self, state: TypeState, item: Any) -> None:
         state.cut_off()

@@ -52,17 +52,23 @@ class FakeReceipt:
 
 
 class FakeSource:
-    def __init__(self, broker: FakeBroker) -> None:
+    def __init__(self, broker: FakeBroker, event_type: type = object) -> None:
         self.broker = broker
+        self.event_type = event_type
+
+    def _mine(self) -> list[Any]:
+        return [e for e in self.broker.pending if isinstance(e, self.event_type)]
 
     async def fetch(self, room: int) -> Sequence[tuple[Any, FakeReceipt]]:
         assert room > 0, "asked to fetch into a full queue"
         self.broker.rooms.append(room)
-        while not self.broker.pending:
-            await self.broker.arrived.wait()
-            self.broker.arrived = anyio.Event()
-        batch = self.broker.pending[:room]
-        del self.broker.pending[:room]
+        while not self._mine():
+            arrived = anyio.Event()
+            self.broker.waiting.append(arrived)
+            await arrived.wait()
+        batch = self._mine()[:room]
+        for event in batch:
+            self.broker.pending.remove(event)
         receipts = []
         for event in batch:
             receipt = FakeReceipt(self.broker, event)
@@ -83,7 +89,8 @@ class FakeBroker:
         self.receipts: list[FakeReceipt] = []
         self.rooms: list[int] = []
         self.in_flight = 0
-        self.arrived = anyio.Event()
+        #: one event per waiting fetch, set when a message arrives
+        self.waiting: list[anyio.Event] = []
         self.changed = anyio.Event()
 
     async def until(self, fetched: int) -> None:
@@ -98,10 +105,12 @@ class FakeBroker:
             raise QueueFull("the stream is full", event_type)
         self.pending.append(event)
         self.sent.append(event)
-        self.arrived.set()
+        for arrived in self.waiting:
+            arrived.set()
+        self.waiting.clear()
 
     def source(self, event_type: type) -> FakeSource:
-        return FakeSource(self)
+        return FakeSource(self, event_type)
 
     def verdicts(self) -> Counter[Verdict]:
         return Counter(v for r in self.receipts for v in r.verdicts)
@@ -239,3 +248,59 @@ def test_a_transport_needs_send_and_source() -> None:
         Dispatcher(transport=object())
     with pytest.raises(InvalidConfiguration, match="transport"):
         Dispatcher().configure(Job, transport="nats://127.0.0.1:4222")
+
+
+async def test_a_routed_type_being_fetched_is_never_retired() -> None:
+    broker = FakeBroker()
+    bus = Dispatcher(transport=broker, shutdown_timeout=0.5)
+    seen: list[int] = []
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(job.n)
+
+    async def local(event: Local) -> None:  # pragma: no cover - never called
+        pass
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            await bus.publish(Job(0))
+            await broker.until(1)
+            bus.subscribe(Local, local).unsubscribe()  # sweeps: Job's state is idle
+            for n in range(1, 6):
+                await bus.publish(Job(n))
+            await broker.until(6)
+            assert bus.stats(Job).handled == 6
+    assert sorted(seen) == list(range(6))
+
+
+async def test_broker_errors_are_logged_and_retried_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = FakeBroker()
+    fetches = [0]
+    real_source = broker.source
+
+    class Flaky(FakeSource):
+        async def fetch(self, room: int) -> Sequence[tuple[Any, FakeReceipt]]:
+            fetches[0] += 1
+            if fetches[0] == 2:
+                raise ConnectionError("the broker went away")
+            return await super().fetch(room)
+
+    broker.source = lambda event_type: Flaky(broker, event_type)  # type: ignore[method-assign]
+    bus = Dispatcher(transport=broker)
+    seen: list[int] = []
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(job.n)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(3):
+                await bus.publish(Job(n))
+                await broker.until(n + 1)
+    assert real_source is not None
+    assert sorted(seen) == [0, 1, 2]
+    assert "fetching Job failed" in caplog.text

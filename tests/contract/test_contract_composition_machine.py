@@ -11,7 +11,8 @@ again. Key functions and filters fail for some events.
 
 After every step: every type's state satisfies ``TypeState.check()``. While it
 runs: no handler starts or resumes beside ``concurrency`` others of its type, no
-two handlers of one key run at once, and every wait ends (each step is bounded).
+two handlers of one key start at once (a suspended handler that lent its key
+may resume beside the next one), and every wait ends (each step is bounded).
 At every drain and shutdown: each accepted event was handled exactly once, or
 evicted, or reported cut off by the shutdown; a publish that raised, returned
 False or was cancelled had no effect.
@@ -210,14 +211,17 @@ class Composition(RuleBasedStateMachine):
                 f"{what} {event!r} beside {self.rec.running[klass]} running, limit {limit}"
             )
         self.rec.running[klass] += 1
-        if isinstance(event, Keyed) and not event.bad_key:
+        # A handler suspended in a publish may have lent its key (if its wait closed a
+        # cycle): the next event of that key may start meanwhile, so a handler holds
+        # its key only until it waits; starts of one key never overlap.
+        if what == "started" and isinstance(event, Keyed) and not event.bad_key:
             if not self.closing and self.rec.keys[event.key]:
                 self.rec.violations.append(f"{what} {event!r} while its key {event.key} runs")
             self.rec.keys[event.key] += 1
 
-    def _leave(self, event: Ev) -> None:
+    def _leave(self, event: Ev, *, holds_key: bool = True) -> None:
         self.rec.running[type(event)] -= 1
-        if isinstance(event, Keyed) and not event.bad_key:
+        if holds_key and isinstance(event, Keyed) and not event.bad_key:
             self.rec.keys[event.key] -= 1
 
     async def _handle(self, event: Ev) -> None:
@@ -225,6 +229,7 @@ class Composition(RuleBasedStateMachine):
         if self.rec.seen[event.uid] > 1:
             self.rec.violations.append(f"{event!r} handled twice")
         self._enter(event, "started")
+        resumed = False
         for state in self.bus._states():
             self.rec.violations.extend(state.check())
         try:
@@ -242,13 +247,14 @@ class Composition(RuleBasedStateMachine):
                     depth=event.depth + 1,
                 )
                 self._leave(event)  # suspended in the publish: not running
+                resumed = True
                 try:
                     timeout = 0.001 if event.action == "follow_cancelled" else math.inf
                     await self._publish(child, timeout)
                 finally:
                     self._enter(event, "resumed")
         finally:
-            self._leave(event)
+            self._leave(event, holds_key=not resumed)
 
     async def _publish(self, event: Ev, cancel_after: float) -> None:
         """Publish *event* as its ``mode`` says; record how the publish ended."""

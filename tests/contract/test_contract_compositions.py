@@ -630,3 +630,123 @@ async def test_waiting_publishers_follow_a_policy_changed_under_them() -> None:
             assert results == [False]
             hold.set()
     assert bus.stats(A).dropped == 1
+
+
+# -- found by the hostile tester of the rewrite --------------------------------------
+
+
+async def test_an_orphaned_backlog_is_served_after_the_key_is_turned_off() -> None:
+    """A key backlog left without a holder, then ``key=None``: the hot loop used to
+    find no items, reschedule the type and pick it again forever without yielding."""
+    bus = Dispatcher(concurrency=2)
+    bus.configure(A, key=lambda event: event.key)
+    handled: list[int] = []
+
+    @bus.on(A)
+    async def on_a(event: A) -> None:
+        await anyio.sleep({1: 0.05, 3: 0.3}.get(event.n, 0))
+        handled.append(event.n)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            await bus.publish(A(1, key=0))  # a worker holds key 0
+            await bus.publish(A(2, key=0))  # held behind key 0
+            await bus.publish(A(3, key=1))  # a second worker, slow
+            await anyio.sleep(0.01)
+            bus.configure(A, concurrency=1)  # the first leaves: key 0's backlog orphaned
+            await anyio.sleep(0.1)
+            bus.configure(A, key=None, concurrency=2)  # plain again
+            await bus.drain()
+            assert problems_of(bus) == []
+    assert sorted(handled) == [1, 2, 3]
+
+
+async def test_a_task_started_by_a_handler_holds_no_slot() -> None:
+    """A background task inherits the handler's context: it used to be taken for the
+    handler, lend its slot and take one back that nobody gave up again."""
+    bus = Dispatcher(concurrency=1)
+    handled: list[int] = []
+
+    async with anyio.create_task_group() as service:
+
+        @bus.on(A)
+        async def on_a(event: A) -> None:
+            if event.n == 0:
+                service.start_soon(bus.publish_and_wait, A(100))
+            await anyio.sleep(0.01)
+            handled.append(event.n)
+
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await bus.publish(A(0))
+                await anyio.sleep(0.2)
+                await bus.publish(A(1))
+                await bus.drain()
+                assert problems_of(bus) == []
+    assert sorted(handled) == [0, 1, 100]
+
+
+async def test_switching_between_plain_and_general_under_load_does_not_recurse() -> None:
+    bus = Dispatcher(queue_size=5000)
+    handled = [0]
+
+    @bus.on(A)
+    async def on_a(event: A) -> None:
+        handled[0] += 1
+        bus.configure(A, handler_timeout=5.0 if event.n % 2 == 0 else None)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(3000):
+                bus.publish_nowait(A(n))
+            await bus.drain()
+    assert handled[0] == 3000
+
+
+async def test_a_parked_worker_keeps_no_retired_class_alive() -> None:
+    bus = Dispatcher()
+
+    @bus.on(C)
+    async def on_c(event: C) -> None:
+        pass
+
+    async with bus:
+        made = type("Made", (C,), {})
+        ref = weakref.ref(made)
+        await bus.publish(made(1))
+        await bus.drain()
+        del made
+        bus.subscribe(C, on_c).unsubscribe()  # two sweeps: the idle state is retired
+        gc.collect()
+        assert ref() is None  # while the dispatcher runs, its workers parked
+
+
+async def test_a_cancelled_publisher_takes_back_its_own_publish_of_a_shared_object() -> None:
+    bus = Dispatcher(queue_size=1, concurrency=1)
+    gate = anyio.Event()
+    seen: list[A] = []
+    shared = A(7)
+
+    @bus.on(A)
+    async def on_a(event: A) -> None:
+        seen.append(event)
+        await gate.wait()
+
+    with anyio.fail_after(LIMIT):
+        async with bus, anyio.create_task_group() as tg:
+            await bus.publish(A(0))
+            await anyio.wait_all_tasks_blocked()
+            await bus.publish(shared)  # queued
+            scope = anyio.CancelScope()
+
+            async def cancelled_publisher() -> None:
+                with scope:
+                    await bus.publish(shared)  # waits: the same object again
+
+            tg.start_soon(cancelled_publisher)
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+    assert seen == [A(0), shared]  # the queued publish stays, the cancelled one left
+    assert bus.stats(A).accepted == 2
