@@ -68,6 +68,8 @@ class DispatcherCore:
     _dead_letter_unmatched: bool
     _slow_handler_threshold: float | None
     _transport: Any
+    #: whether any transport is set (else every type is in memory: no lookups)
+    _routing: bool
     _slow_publish: bool
     _full_delivery: bool
     _envelope_all: bool
@@ -140,14 +142,16 @@ class DispatcherCore:
         return self._new_state(event_class)
 
     def _new_state(self, event_class: type) -> TypeState:
-        state = TypeState(event_class, self.config(event_class))
-        state.route = self._route_of(event_class)
+        config = self.config(event_class)
+        state = TypeState(event_class, config)
+        if self._routing and event_class is not DeadLetter:
+            state.route = config.transport or self._transport
         return self._table.create(event_class, state)
 
     def _route_of(self, event_class: type) -> Any:
         """The transport *event_class* is routed through (None: in memory). Dead
         letters stay in the process that produced them."""
-        if event_class is DeadLetter:
+        if not self._routing or event_class is DeadLetter:
             return None
         return self.config(event_class).transport or self._transport
 

@@ -114,6 +114,7 @@ class Dispatcher(Running):
         self._slow_handler_threshold = slow_handler_threshold
         self._on_lifecycle = on_lifecycle
         self._transport = transport
+        self._routing = transport is not None
         self._publish_chain: tuple[PublishMiddleware, ...] = ()
         self._policy = policy
         self._propagate_context = propagate_context
@@ -319,6 +320,8 @@ class Dispatcher(Running):
             current.retry if retry is UNSET else retry,
             current.transport if transport is UNSET else transport,
         )
+        if transport is not UNSET and transport is not None:
+            self._routing = True
         for state in self._table:
             if issubclass(state.event_type, event_type):
                 self._apply(state)

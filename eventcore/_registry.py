@@ -1,15 +1,14 @@
-"""Subscriptions by event type, resolved along the MRO with a cache.
+"""Subscriptions by event type, resolved along the MRO.
 
 A subscription to ``Base`` receives every event whose class has ``Base`` in its
-MRO. Resolution walks the MRO once per concrete event class and caches the
-result; every subscribe or unsubscribe clears the cache and bumps ``version``.
+MRO. Each concrete class's state resolves once and keeps the result until the
+subscriptions change (see ``Dispatcher._subscriptions_changed``).
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
-import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic
 
@@ -110,16 +109,11 @@ class Registry:
         #: subscription -> its sequence number, to keep subscription order across types
         self._order: dict[Subscription[Any], int] = {}
         self._counter = itertools.count()
-        #: weak on the class: resolving a class never keeps it alive
-        self._cache: weakref.WeakKeyDictionary[type, tuple[Subscription[Any], ...]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def add(self, subscription: Subscription[Any]) -> None:
         """Register *subscription* after every existing one."""
         self._by_type.setdefault(subscription.event_type, []).append(subscription)
         self._order[subscription] = next(self._counter)
-        self._cache.clear()
 
     def remove(self, subscription: Subscription[Any]) -> None:
         """Forget *subscription* (no error when it is already gone)."""
@@ -129,21 +123,19 @@ class Registry:
         subscriptions.remove(subscription)
         if not subscriptions:
             del self._by_type[subscription.event_type]
-        self._cache.clear()
 
     def resolve(self, event_class: type) -> tuple[Subscription[Any], ...]:
         """The subscriptions that receive events of *event_class*, in subscription order.
 
-        Walks the MRO (not every subscription), once per class until the next change.
+        Walks the MRO (not every subscription). Not cached here: each type's state
+        keeps what it resolved until subscriptions change, and a cache keyed by class
+        would keep classes alive.
         """
-        found = self._cache.get(event_class)
-        if found is None:
-            by_type = self._by_type
-            matched = [s for klass in event_class.__mro__ for s in by_type.get(klass, ())]
-            if len(matched) > 1:
-                matched.sort(key=self._order.__getitem__)
-            found = self._cache[event_class] = tuple(matched)
-        return found
+        by_type = self._by_type
+        matched = [s for klass in event_class.__mro__ for s in by_type.get(klass, ())]
+        if len(matched) > 1:
+            matched.sort(key=self._order.__getitem__)
+        return tuple(matched)
 
     def all(self) -> tuple[Subscription[Any], ...]:
         """Every subscription, in subscription order."""

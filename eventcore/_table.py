@@ -49,9 +49,10 @@ class StateTable:
         """Add the new *state* of *event_class*, continuing the counters of a retired one."""
         if len(self.states) >= self._sweep_at:
             self.sweep()
-        counters = self._retired.pop(event_class, None)
-        if counters is not None:
-            state.restore(counters)
+        if self._retired:
+            counters = self._retired.pop(event_class, None)
+            if counters is not None:
+                state.restore(counters)
         self._refresh(state)
         self.states[event_class] = state
         self.admit(state)

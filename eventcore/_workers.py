@@ -188,23 +188,9 @@ class WorkerPool:
                 return
 
     async def _serve(self, state: TypeState, slot: WorkerSlot) -> None:
-        """Serve *state* until nothing is left for this worker, switching between the
-        hot loop and the general loop as the type's needs change (no recursion)."""
-        try:
-            mode = _STAY
-            while mode is not _LEAVE:
-                if mode is _STAY:
-                    mode = await self._serve_plain(state, slot)
-                else:
-                    mode = await self._serve_general(state, slot)
-        finally:
-            self._leave(state, slot)
-
-    async def _serve_plain(self, state: TypeState, slot: WorkerSlot) -> str:
-        """The hot loop: call the handlers inline, event after event.
-
-        :return: what to do next (``_LEAVE`` or ``_GENERAL``)
-        """
+        """The hot loop: call *state*'s handlers inline, event after event, until nothing
+        is left for this worker; the general loop takes over while the type needs it
+        (it returns here when the type is plain again: no recursion)."""
         items = state.items
         reporter = self.reporter
         cancelled = self.cancelled
@@ -213,10 +199,14 @@ class WorkerPool:
             while True:
                 if state.attention:
                     verdict = self._attend(state, slot)
-                    if verdict is not _STAY:
-                        return verdict
+                    if verdict is _LEAVE:
+                        return
+                    if verdict is _GENERAL:
+                        if await self._serve_general(state, slot) is _LEAVE:
+                            return
+                        continue  # plain again
                 if not items:
-                    return _LEAVE
+                    return
                 item = items.popleft()  # taken out only now that its handling starts
                 if state.putters:
                     state.hand_over()
@@ -225,11 +215,11 @@ class WorkerPool:
                     if not await self.delivery.deliver(
                         item, state, state.subs, None, None, slot.bind
                     ):
-                        return _LEAVE  # cut off by shutdown; the finally reports it
+                        return  # cut off by shutdown; the finally reports it
                 else:
                     for call, accepts, handler in state.calls:
                         if state.stopping:
-                            return _LEAVE  # no handler starts after the shutdown deadline
+                            return  # no handler starts after the shutdown deadline
                         try:
                             if accepts is None or accepts(item):
                                 await call(item)
@@ -247,12 +237,13 @@ class WorkerPool:
         finally:
             if item is not _NOTHING:
                 self._cut_off(state, item)
+            self._leave(state, slot)
 
     async def _serve_general(self, state: TypeState, slot: WorkerSlot) -> str:
         """Handle *state*'s events through :class:`Delivery` (keys, timeouts, retries,
-        middleware, context).
+        middleware, context); the caller (:meth:`_serve`) gives the slot back.
 
-        :return: what to do next (``_LEAVE`` or ``_STAY``: plain again)
+        :return: what to do next (``_LEAVE``, or ``_STAY``: plain again)
         """
         delivery = self.delivery
         item = _NOTHING
