@@ -46,7 +46,7 @@ def test_no_file_names_a_machine_path() -> None:
 @pytest.mark.parametrize(
     ("text", "flagged"),
     [
-        ("see /work/main/README.md", True),
+        ("see /work/elsewhere/README.md", True),
         ("copy it to `/tmp/ec-try`", True),
         ('Path("/root")', True),
         ("https://example.org/home/page", False),
