@@ -67,16 +67,6 @@ class Putter:
         self.wake = anyio.Event()
 
 
-class Reclaim:
-    """A handler that lent its slot and wants one back."""
-
-    __slots__ = ("granted", "wake")
-
-    def __init__(self) -> None:
-        self.granted = False
-        self.wake = anyio.Event()
-
-
 class TypeState:
     """Everything the dispatcher keeps for one concrete event type (see the module doc)."""
 
@@ -169,7 +159,7 @@ class TypeState:
         #: worker threads of plain ``def`` handlers (created on first use; see _threads)
         self.limiter: anyio.CapacityLimiter | None = None
         #: handlers that lent their slot and want one back, oldest first
-        self.reclaimers: deque[Reclaim] = deque()
+        self.reclaimers: deque[anyio.Event] = deque()
         #: whether the type is on the worker pool's ready line
         self.scheduled = False
         #: the waits of this type's handlers (the deadlock escape's graph)
@@ -475,7 +465,7 @@ class TypeState:
         self._grant_reclaimers()
         self.refresh()
 
-    def reclaim(self) -> Reclaim | None:
+    def reclaim(self) -> anyio.Event | None:
         """A suspended handler's wait ended: take a slot back now, or line up for one.
 
         :return: None when a slot was free; else the line entry to wait on (a worker
@@ -485,7 +475,7 @@ class TypeState:
         if self.stopping or (self.running < self.concurrency and not self.reclaimers):
             self.running += 1
             return None
-        wanted = Reclaim()
+        wanted = anyio.Event()
         self.reclaimers.append(wanted)
         self.refresh()
         return wanted
@@ -495,9 +485,8 @@ class TypeState:
         self._grant(self.reclaimers.popleft())
         self.refresh()
 
-    def _grant(self, wanted: Reclaim) -> None:
-        wanted.granted = True
-        wanted.wake.set()
+    def _grant(self, wanted: anyio.Event) -> None:
+        wanted.set()  # the slot is counted in ``running`` for it already
 
     def _grant_reclaimers(self) -> None:
         while self.reclaimers and self.running < self.concurrency:

@@ -91,7 +91,7 @@ async def end_wait(pool: Any, wait: Wait | None) -> None:
     wanted = origin.reclaim()
     if wanted is not None:
         with anyio.CancelScope(shield=True):
-            await wanted.wake.wait()
+            await wanted.wait()
     slot.holding = True
 
 
