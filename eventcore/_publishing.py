@@ -228,10 +228,6 @@ class Publishing(DispatcherCore):
         """Apply the overflow policy to *item* arriving at *state*'s full queue."""
         if state.overflow is not Overflow.BLOCK:
             return self._overflow(state, item)
-        if item.__class__ is not Envelope:
-            # a queued item of its own, so that a cancelled publisher takes back its
-            # event and not another publish of the same object
-            item = Envelope(item, None, False, False)
         pool = self._pool
         wait = begin_wait(pool, state)
         try:

@@ -293,6 +293,9 @@ class TypeState:
     def withdraw(self, putter: Putter) -> bool:
         """Take a handed-over event back out for a publisher that was cancelled first.
 
+        Found by identity: if the same object was published twice, either copy may go;
+        the object is then handled once per publish that returned normally.
+
         :return: whether it was still waiting (then the publish had no effect);
             False when its handling has started (then the publish took effect)
         """
