@@ -95,14 +95,19 @@ class DispatcherCore:
         if policy is not None:
             subs = tuple(s for s in subs if policy.may_receive(s.principal, state.event_type))
         state.subs = subs
-        state.calls = tuple((s.call, s.filter, s.handler) for s in subs)
-        state.plain = not (
+        state.calls = tuple([(s.call, s.filter, s.handler) for s in subs])
+        plain = not (
             self._full_delivery
             or state.key is not None
             or state.handler_timeout is not None
             or state.retry is not None
-            or any(s.timeout is not None or s.retry is not None for s in subs)
         )
+        if plain:
+            for sub in subs:
+                if sub.timeout is not None or sub.retry is not None:
+                    plain = False
+                    break
+        state.plain = plain
         state.refresh()
 
     def _settle(self) -> None:
