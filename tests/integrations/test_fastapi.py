@@ -201,3 +201,21 @@ async def test_lifespan_can_leave_context_propagation_off() -> None:
     bus = Dispatcher()
     lifespan(bus, propagate_context=False)
     assert not bus.propagate_context
+
+
+async def test_an_error_in_the_apps_own_lifespan_comes_out_as_itself() -> None:
+    """Issue 10, item 2: a startup error inside the dispatcher's lifespan used to come
+    out wrapped in an ExceptionGroup (``except KeyError`` did not catch it)."""
+
+    @asynccontextmanager
+    async def own(app: Starlette) -> AsyncIterator[None]:
+        if app is not None:
+            raise KeyError("missing setting")
+        yield  # pragma: no cover
+
+    bus = Dispatcher()
+    app = FastAPI(lifespan=lifespan(bus, own))
+    with pytest.raises(KeyError, match="missing setting"):
+        async with app.router.lifespan_context(app):
+            pass  # pragma: no cover
+    assert not bus.running
