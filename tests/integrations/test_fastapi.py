@@ -207,10 +207,12 @@ async def test_an_error_in_the_apps_own_lifespan_comes_out_as_itself() -> None:
     """Issue 10, item 2: a startup error inside the dispatcher's lifespan used to come
     out wrapped in an ExceptionGroup (``except KeyError`` did not catch it)."""
 
+    def read_settings() -> None:
+        raise KeyError("missing setting")
+
     @asynccontextmanager
     async def own(app: Starlette) -> AsyncIterator[None]:
-        if app is not None:
-            raise KeyError("missing setting")
+        read_settings()
         yield  # pragma: no cover
 
     bus = Dispatcher()
