@@ -8,6 +8,11 @@ same one, an enriched copy, or an event of another type (a reroute) - or
 exception reaches the publisher. It is synchronous so that ``publish_nowait``
 and other threads go through the same chain.
 
+With ``propagate_context=True`` the chain runs inside the copy of the publisher's
+``contextvars`` that travels with the event (``in_event_context()`` is true there):
+what a publish middleware sets in it - the current span of a "send" trace, say -
+the event's handlers see, and the publisher does not.
+
 *Handle middleware* wraps every handler call, the first given outermost: it
 receives the event, a :class:`HandlerCall` (the subscription, the event's id,
 when it was accepted, the attempt number), and ``call_next(event)`` which runs
@@ -19,6 +24,7 @@ every event travels in an envelope that carries its id and acceptance time.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,6 +65,24 @@ class HandleMiddleware(Protocol):
     def __call__(self, event: Any, call: HandlerCall, call_next: CallNext, /) -> Awaitable[Any]:
         """Do something around ``await call_next(event)`` and return its result."""
         ...
+
+
+_event_context: ContextVar[bool] = ContextVar("eventcore_event_context", default=False)
+
+
+def in_event_context() -> bool:
+    """Whether a publish middleware runs inside the context copied for the event's
+    handlers (``propagate_context=True``), where it may set contextvars for them."""
+    return _event_context.get()
+
+
+def apply_chain_in_copy(chain: Sequence[PublishMiddleware], event: Any) -> Any:
+    """:func:`apply_publish_chain`, run inside a context copied for the event."""
+    _event_context.set(True)
+    try:
+        return apply_publish_chain(chain, event)
+    finally:
+        _event_context.set(False)
 
 
 def apply_publish_chain(chain: Sequence[PublishMiddleware], event: Any) -> Any:

@@ -26,7 +26,7 @@ from ._errors import (
     QueueFull,
     Unauthorized,
 )
-from ._middleware import apply_publish_chain
+from ._middleware import apply_chain_in_copy, apply_publish_chain
 from ._state import TypeState
 from ._types import DropReason, E
 from ._waits import begin_wait, end_wait
@@ -191,9 +191,13 @@ class Publishing(DispatcherCore):
         :return: the state and the item to queue, or None when a middleware refused it
         """
         self._check_running()
+        context = copy_context() if self._propagate_context else None
         if self._publish_chain:
             original = event
-            event = apply_publish_chain(self._publish_chain, event)
+            if context is None:
+                event = apply_publish_chain(self._publish_chain, event)
+            else:  # what the middleware sets there travels with the event
+                event = context.run(apply_chain_in_copy, self._publish_chain, event)
             if event is None:
                 state = self._state_for(original)
                 state.dropped += 1
@@ -219,7 +223,6 @@ class Publishing(DispatcherCore):
                 state.refused += 1
                 raise
         if tracked or self._envelope_all or key is not NO_KEY:
-            context = copy_context() if self._propagate_context else None
             stamped = bool(self._delivery.handle_chain)
             return state, Envelope(event, context, tracked, stamped, key)
         return state, event

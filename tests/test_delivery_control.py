@@ -495,3 +495,28 @@ async def test_failure_records_carry_the_event_type_and_id(
     assert record.event_id == calls[0].event_id  # type: ignore[attr-defined]
     assert [c.first for c in calls] == [True, False]
     assert calls[0].accepted_at <= calls[0].started_at == calls[1].started_at
+
+
+async def test_what_publish_middleware_sets_travels_with_the_event_only() -> None:
+    import contextvars
+
+    from eventcore._middleware import in_event_context
+
+    tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="-")
+
+    def stamp(event: Any) -> Any:
+        if in_event_context():
+            tag.set(f"sent-{event.n}")
+        return event
+
+    bus = Dispatcher(propagate_context=True, publish_middleware=[stamp])
+    seen: list[str] = []
+
+    @bus.on(Base)
+    async def handler(event: Base) -> None:
+        seen.append(tag.get())
+
+    async with bus:
+        await bus.publish_and_wait(Base(1))
+        assert tag.get() == "-"  # the publisher's own context is untouched
+    assert seen == ["sent-1"]

@@ -28,11 +28,13 @@ from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from eventcore import CallNext, Dispatcher, HandlerCall, __version__
 
+from .._middleware import in_event_context
 from ._context import propagate_context as _propagate_context
 
 __all__ = ["Tracing", "instrument"]
@@ -85,17 +87,23 @@ class Tracing:
         every ``bus.publish`` / ``publish_nowait`` / ``publish_and_wait``.
 
         It is a child of the publisher's current span and ends at once (a publish
-        middleware runs before the event is queued and cannot wrap it). Inside
-        :meth:`publish`, which has its own send span, it records nothing.
-        Install it with ``bus.use(publish=[tracing.trace_publish])`` (or :func:`instrument`).
+        middleware runs before the event is queued and cannot wrap it). With
+        ``propagate_context=True`` it becomes the current span of the context that
+        travels with the event, so the handler spans are its children (the publisher's
+        own context is not touched). Inside :meth:`publish`, which has its own send
+        span, it records nothing. Install it with
+        ``bus.use(publish=[tracing.trace_publish])`` (or :func:`instrument`).
         """
         current = trace.get_current_span()
         if current is _publishing.get():  # Tracing.publish's span covers this publish
             return event
         name = self._type_name(type(event))
-        self.tracer.start_span(
+        span = self.tracer.start_span(
             f"send {name}", kind=SpanKind.PRODUCER, attributes=self._send_attributes(name)
-        ).end()
+        )
+        span.end()
+        if in_event_context():  # a copy that only the event's handlers see
+            otel_context.attach(trace.set_span_in_context(span))
         return event
 
     def _send_attributes(self, name: str) -> dict[str, str]:
