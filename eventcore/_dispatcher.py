@@ -24,7 +24,7 @@ from ._lifecycle import Running
 from ._middleware import HandleMiddleware, PublishMiddleware
 from ._publishing import UNSET, _Unset
 from ._registry import Registry, Subscription, adapt_handler
-from ._state import TypeState
+from ._state import COUNTERS, TypeState
 from ._stats import TypeStats
 from ._table import StateTable
 from ._types import DropHook, E, ErrorHook, Filter, Handler, Lifecycle, R
@@ -445,9 +445,7 @@ def _snapshot(state: TypeState) -> TypeStats:
     )
 
 
-def _retired(event_type: type, counters: tuple[int, ...] | None) -> TypeStats:
+def _retired(event_type: type, counters: dict[str, int] | None) -> TypeStats:
     """The stats of a type without a live state (idle, or never published)."""
-    accepted, handled, dropped, refused, evicted, failed, abandoned = counters or (0,) * 7
-    return TypeStats(
-        event_type, accepted, dropped, refused, evicted, 0, 0, handled, failed, abandoned
-    )
+    kept = dict.fromkeys(COUNTERS, 0) if counters is None else counters
+    return TypeStats(event_type=event_type, queued=0, in_flight=0, **kept)

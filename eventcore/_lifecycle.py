@@ -31,6 +31,9 @@ _D = TypeVar("_D", bound="Running")
 _FETCH_RETRY = 0.05
 _FETCH_RETRY_MAX = 5.0
 
+#: what _key_or_reject returns for an event it rejected (None is a valid key)
+_REJECTED: Any = object()
+
 
 class Running(Publishing):
     """``async with dispatcher``, ``drain()``, ``publish_threadsafe()``."""
@@ -119,7 +122,8 @@ class Running(Publishing):
 
     def _abandoned(self) -> int:
         live = sum(state.abandoned for state in self._table)
-        return live + sum(counters[6] for _, counters in self._table.retired_counters())
+        retired = self._table.retired_counters()
+        return live + sum(counters["abandoned"] for _, counters in retired)
 
     def _lifecycle(self, phase: Lifecycle) -> None:
         logger.debug("dispatcher %s", phase.value)
@@ -222,25 +226,26 @@ class Running(Publishing):
                     pause = _FETCH_RETRY
                     for event, receipt in batch:
                         key = self._key_or_reject(state, event, receipt)
-                        if key is not None:
-                            envelope = Envelope(event, None, False, False, key[0], receipt)
+                        if key is not _REJECTED:
+                            envelope = Envelope(event, None, False, False, key, receipt)
                             self._enqueue(state, envelope)
             finally:
                 if state.pump is scope:
                     state.pump = state.pump_route = None
 
-    def _key_or_reject(self, state: TypeState, event: Any, receipt: Any) -> tuple[Any] | None:
+    def _key_or_reject(self, state: TypeState, event: Any, receipt: Any) -> Any:
         """The key of a fetched event (NO_KEY without a key function); a failing key
-        function rejects the event instead (reported, dead-lettered, receipt rejected)."""
+        function rejects the event instead (reported, dead-lettered, receipt rejected:
+        ``_REJECTED``)."""
         if state.key is None:
-            return (NO_KEY,)
+            return NO_KEY
         try:
-            return (state.key_of(event),)
+            return state.key_of(event)
         except InvalidEvent as exc:
             state.failed += 1
             self._reporter.handler_failed(event, state.key, exc)
             receipt.settle(Verdict.REJECTED)
-            return None
+            return _REJECTED
 
     # -- other threads ---------------------------------------------------------------
 

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from ._waits import Wait
 
 
+#: the counters a type keeps across the retirement of its state
+COUNTERS = ("accepted", "handled", "dropped", "refused", "evicted", "failed", "abandoned")
+
+
 class Putter:
     """A publisher waiting for room, with the item it wants to queue."""
 
@@ -529,29 +533,14 @@ class TypeState:
 
     # -- the counters that outlive the state -----------------------------------------
 
-    def counters(self) -> tuple[int, ...]:
-        """What a retired state leaves behind (see ``Dispatcher``: nothing pinned)."""
-        return (
-            self.accepted,
-            self.handled,
-            self.dropped,
-            self.refused,
-            self.evicted,
-            self.failed,
-            self.abandoned,
-        )
+    def counters(self) -> dict[str, int]:
+        """What a retired state leaves behind (see ``_table``: nothing pinned)."""
+        return {name: getattr(self, name) for name in COUNTERS}
 
-    def restore(self, counters: tuple[int, ...]) -> None:
+    def restore(self, counters: dict[str, int]) -> None:
         """Continue the counters of a retired state of the same type."""
-        (
-            self.accepted,
-            self.handled,
-            self.dropped,
-            self.refused,
-            self.evicted,
-            self.failed,
-            self.abandoned,
-        ) = counters
+        for name, value in counters.items():
+            setattr(self, name, value)
 
     # -- invariants ------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ class StateTable:
         #: with nothing to do on the way in (see Dispatcher); changed in place
         self.fast: dict[type, TypeState] = {}
         self.fast_open = False
-        self._retired: weakref.WeakKeyDictionary[type, tuple[int, ...]] = (
+        self._retired: weakref.WeakKeyDictionary[type, dict[str, int]] = (
             weakref.WeakKeyDictionary()
         )
         self._refresh = refresh
@@ -93,10 +93,10 @@ class StateTable:
         self._sweep_at = max(_SWEEP_FLOOR, 2 * len(self.states))
         return len(retired)
 
-    def retired_counters(self) -> Iterator[tuple[type, tuple[int, ...]]]:
+    def retired_counters(self) -> Iterator[tuple[type, dict[str, int]]]:
         """(class, counters) of every retired state whose class is still alive."""
         return iter(list(self._retired.items()))
 
-    def counters_of(self, event_class: type) -> tuple[int, ...] | None:
+    def counters_of(self, event_class: type) -> dict[str, int] | None:
         """The counters a retired state of *event_class* left, if any."""
         return self._retired.get(event_class)

@@ -24,7 +24,7 @@ Every change of a type's state goes through the transitions of
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import Context, copy_context
 from typing import Any
 
@@ -100,7 +100,7 @@ class WorkerPool:
         ):
             self.schedule(state)
 
-    def stop(self, states: Any) -> None:
+    def stop(self, states: Iterable[TypeState]) -> None:
         """Shutdown's deadline passed: no handler starts from now on."""
         self.stopping = True
         self.delivery.stopping = True
