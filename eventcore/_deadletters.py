@@ -29,6 +29,12 @@ class DeadLetterReason(str, enum.Enum):
     SHUTDOWN = "shutdown"
     #: no subscription matched (only with ``dead_letter_unmatched=True``)
     UNMATCHED = "unmatched"
+    #: a broker message that cannot be decoded (``event`` is the raw message,
+    #: ``exception`` the :class:`~eventcore.wire.WireError` that says why)
+    UNDECODABLE = "undecodable"
+    #: the broker delivered it as often as allowed without it being settled
+    #: (``attempts`` is the delivery count): it crashed or outlived its consumers
+    DELIVERY_LIMIT = "delivery_limit"
 
 
 @dataclass(frozen=True)

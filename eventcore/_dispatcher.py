@@ -17,7 +17,7 @@ from ._authorization import Policy
 from ._channel import Overflow
 from ._config import Retry, TypeConfig, check_retry, check_timeout, check_transport
 from ._core import Phase, check_event_class
-from ._deadletters import DeadLetterHook
+from ._deadletters import DeadLetter, DeadLetterHook
 from ._delivery import Delivery, Reporter
 from ._errors import InvalidConfiguration
 from ._lifecycle import Running
@@ -137,6 +137,7 @@ class Dispatcher(Running):
         self._phase = Phase.NEW
         self._pool = None
         self._pumps: anyio.abc.TaskGroup | None = None
+        self._opened = {}
         self._exit_stack: AsyncExitStack | None = None
         self._token = None
         self._loop_thread = None
@@ -368,6 +369,16 @@ class Dispatcher(Running):
     def names(self) -> EventNames:
         """The registry of event names: what codecs, transports and catalogs use."""
         return self._names
+
+    def report_dead_letter(self, letter: DeadLetter) -> None:
+        """Hand *letter* to ``on_dead_letter`` and the :class:`DeadLetter` subscribers.
+
+        For transports: a broker message that can never be handled (undecodable,
+        delivered too often) becomes a dead letter here instead of disappearing.
+        """
+        if not isinstance(letter, DeadLetter):
+            raise TypeError(f"report_dead_letter() takes a DeadLetter, got {letter!r}")
+        self._reporter.dead_letter(letter)
 
     # -- observing -------------------------------------------------------------------
 

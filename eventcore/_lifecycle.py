@@ -19,7 +19,7 @@ from ._delivery import NO_KEY, Envelope
 from ._errors import DispatcherClosed, InvalidEvent
 from ._publishing import Publishing
 from ._state import TypeState
-from ._transport import Verdict
+from ._transport import Verdict, close_transport, open_transport
 from ._types import DropReason, Lifecycle
 from ._workers import WorkerPool
 
@@ -43,11 +43,18 @@ class Running(Publishing):
     _on_lifecycle: Any
     _exit_stack: AsyncExitStack | None
     _pumps: anyio.abc.TaskGroup | None
+    #: the transports opened in this run, by id (closed when it ends)
+    _opened: dict[int, Any]
+    _opening: anyio.Lock
 
     async def __aenter__(self: _D) -> _D:
         if self._phase is Phase.RUNNING or self._phase is Phase.CLOSING:
             raise RuntimeError("this dispatcher is already running")
         async with AsyncExitStack() as stack:
+            self._opening = anyio.Lock()
+            stack.push_async_callback(self._close_transports)
+            for transport in self._known_transports():
+                await self._open_route(transport)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._pool = WorkerPool(
                 task_group, self._reporter, self._delivery, self._max_idle_workers
@@ -95,6 +102,25 @@ class Running(Publishing):
                 await stack.__aexit__(None, None, None)
             finally:
                 self._stopped(abandoned_before)
+
+    def _known_transports(self) -> list[Any]:
+        routes = [self._transport, *(config.transport for config in self._configs.values())]
+        return list({id(t): t for t in routes if t is not None}.values())
+
+    async def _open_route(self, transport: Any) -> None:
+        """Open *transport* once per run (see ``eventcore._transport``)."""
+        async with self._opening:  # a pump and a publisher may both need it first
+            if id(transport) not in self._opened:
+                await open_transport(transport, self)
+                self._opened[id(transport)] = transport
+
+    async def _close_transports(self) -> None:
+        opened, self._opened = self._opened, {}
+        for transport in opened.values():
+            try:
+                await close_transport(transport)
+            except Exception:
+                logger.exception("closing the transport %r failed", transport)
 
     def _stopped(self, abandoned_before: int) -> None:
         """Report what shutdown cut off and forget everything bound to the event loop."""
@@ -199,10 +225,11 @@ class Running(Publishing):
         A failing fetch is logged and retried with a growing pause: the broker's
         client reconnects; the dispatcher goes on.
         """
-        source = route.source(state.event_type)
         pause = _FETCH_RETRY
         with scope:
             try:
+                await self._open_route(route)
+                source = route.source(state.event_type)
                 while True:
                     room = state.limit - len(state.items)
                     if room <= 0:
@@ -227,7 +254,8 @@ class Running(Publishing):
                     for event, receipt in batch:
                         key = self._key_or_reject(state, event, receipt)
                         if key is not _REJECTED:
-                            envelope = Envelope(event, None, False, False, key, receipt)
+                            context = getattr(receipt, "context", None)
+                            envelope = Envelope(event, context, False, False, key, receipt)
                             self._enqueue(state, envelope)
             finally:
                 if state.pump is scope:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import copy_context
 from typing import Any
 
@@ -296,10 +296,16 @@ class Publishing(DispatcherCore):
         state.refused += 1
         raise self._queue_full(state, "its overflow policy is RAISE")
 
+    #: opened transports, and how to open one (the dispatcher's life, ``_lifecycle``)
+    _opened: dict[int, Any]
+    _open_route: Callable[[Any], Awaitable[None]]
+
     async def _send(self, state: TypeState, item: object, timeout: float | None) -> bool:
         """Publish a routed event: a durable send; a full broker follows the policy."""
         event = item.event if isinstance(item, Envelope) else item
         deadline = None if timeout is None else anyio.current_time() + timeout
+        if id(state.route) not in self._opened:
+            await self._open_route(state.route)
         while True:
             try:
                 await state.route.send(state.event_type, event)

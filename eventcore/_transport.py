@@ -18,6 +18,23 @@ ends in exactly one :class:`Verdict`; the transport maps it to its broker
 (JetStream: ack / ack / nak / term; Redis Streams: XACK / XACK / leave pending /
 XACK to a dead-letter stream). Redelivery after a crash is the broker's job.
 
+A transport may also have a life (both optional, both awaited on the
+dispatcher's event loop):
+
+* ``async open(bus)``: connect, create or check streams and consumers. Called when
+  the dispatcher starts (an error there leaves ``async with`` before anything
+  runs) and, for a transport first configured while running, before its first
+  send or fetch. It receives the :class:`~eventcore.Dispatcher`: its ``names``
+  (wire names), ``config(T)`` (queue size, concurrency, key, retries) and
+  ``report_dead_letter()`` for messages that can never be handled (undecodable,
+  delivered too often).
+* ``async close()``: called once at shutdown, after the pumps stopped and every
+  fetched event was settled: flush what is pending, drain the connection.
+
+A receipt may carry a ``context`` attribute (a :class:`contextvars.Context`):
+the event's handlers then run in it, as with ``propagate_context`` (a transport
+puts the publisher's trace context there).
+
 Nothing here costs the in-memory path anything: routed types never take the
 publish fast path, and an event without a receipt settles nothing.
 """
@@ -78,6 +95,20 @@ class Transport(Protocol):
     def source(self, event_type: type) -> Source:
         """The source of *event_type*'s events for this process's consumer group."""
         ...
+
+
+async def open_transport(transport: Any, bus: Any) -> None:
+    """Call ``transport.open(bus)`` if the transport has a life (see the module doc)."""
+    opener = getattr(transport, "open", None)
+    if opener is not None:
+        await opener(bus)
+
+
+async def close_transport(transport: Any) -> None:
+    """Call ``transport.close()`` if the transport has a life (see the module doc)."""
+    closer = getattr(transport, "close", None)
+    if closer is not None:
+        await closer()
 
 
 def verdict_of(results: Sequence[Any], dropped: DropReason | None) -> Verdict:

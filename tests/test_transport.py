@@ -304,3 +304,142 @@ async def test_broker_errors_are_logged_and_retried_not_fatal(
     assert real_source is not None
     assert sorted(seen) == [0, 1, 2]
     assert "fetching Job failed" in caplog.text
+
+
+class LivingBroker(FakeBroker):
+    """A fake with a life: records open/close, may fail to open."""
+
+    def __init__(self, fail_open: bool = False) -> None:
+        super().__init__()
+        self.fail_open = fail_open
+        self.life: list[str] = []
+        self.bus: Any = None
+
+    async def open(self, bus: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self.fail_open:
+            raise ConnectionRefusedError("no broker here")
+        self.bus = bus
+        self.life.append("open")
+
+    async def close(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        # every fetched event was settled before the transport closes
+        assert self.in_flight == 0
+        self.life.append("close")
+
+
+async def test_a_transport_is_opened_at_start_and_closed_after_the_last_settle() -> None:
+    broker = LivingBroker()
+    bus = Dispatcher(transport=broker)
+    seen: list[int] = []
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(job.n)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            assert broker.life == ["open"]
+            assert broker.bus is bus
+            for n in range(5):
+                await bus.publish(Job(n))
+            await broker.until(5)
+        assert broker.life == ["open", "close"]
+        async with bus:  # a second run opens it again
+            assert broker.life == ["open", "close", "open"]
+    assert broker.life == ["open", "close", "open", "close"]
+    assert sorted(seen) == list(range(5))
+
+
+async def test_a_transport_that_cannot_open_fails_the_start() -> None:
+    bus = Dispatcher(transport=LivingBroker(fail_open=True))
+    with pytest.raises(ConnectionRefusedError, match="no broker here"):
+        async with bus:
+            pytest.fail("the body must not run")
+    assert not bus.running
+
+
+async def test_a_transport_configured_while_running_is_opened_before_use() -> None:
+    broker = LivingBroker()
+    bus = Dispatcher()
+    seen: list[int] = []
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(job.n)
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            assert broker.life == []
+            bus.configure(Job, transport=broker)
+            await bus.publish(Job(1))
+            assert broker.life == ["open"]  # once, though pump and send both need it
+            await broker.until(1)
+    assert broker.life == ["open", "close"]
+    assert seen == [1]
+
+
+async def test_handlers_run_in_the_context_a_receipt_carries() -> None:
+    import contextvars
+
+    trace: contextvars.ContextVar[str] = contextvars.ContextVar("trace", default="none")
+
+    class ContextReceipt(FakeReceipt):
+        @property
+        def context(self) -> contextvars.Context:
+            context = contextvars.copy_context()
+            context.run(trace.set, f"from-publisher-{self.event.n}")
+            return context
+
+    class ContextBroker(FakeBroker):
+        def source(self, event_type: type) -> FakeSource:
+            broker = self
+
+            class Source(FakeSource):
+                async def fetch(self, room: int) -> Sequence[tuple[Any, FakeReceipt]]:
+                    batch = await super().fetch(room)
+                    for index, (event, receipt) in enumerate(batch):
+                        swapped = ContextReceipt(broker, event)
+                        broker.receipts[broker.receipts.index(receipt)] = swapped
+                        batch[index] = (event, swapped)  # type: ignore[index]
+                    return batch
+
+            return Source(self, event_type)
+
+    broker = ContextBroker()
+    bus = Dispatcher(transport=broker)
+    seen: list[str] = []
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        seen.append(trace.get())
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(3):
+                await bus.publish(Job(n))
+            await broker.until(3)
+    assert sorted(seen) == [f"from-publisher-{n}" for n in range(3)]
+
+
+async def test_a_transport_reports_dead_letters_through_the_dispatcher() -> None:
+    from eventcore import DeadLetter, DeadLetterReason
+
+    letters: list[DeadLetter] = []
+    bus = Dispatcher(on_dead_letter=letters.append)
+    subscribed: list[DeadLetter] = []
+
+    @bus.on(DeadLetter)
+    async def sink(letter: DeadLetter) -> None:
+        subscribed.append(letter)
+
+    letter = DeadLetter(b"\x00garbage", DeadLetterReason.UNDECODABLE, ValueError("bad"))
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            bus.report_dead_letter(letter)
+            await bus.drain()
+    assert letters == [letter]
+    assert subscribed == [letter]
+    with pytest.raises(TypeError, match="takes a DeadLetter"):
+        bus.report_dead_letter("nope")  # type: ignore[arg-type]
