@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import zlib
 from typing import Any
 
 import msgspec
-import sniffio
 
 from .._errors import InvalidConfiguration
 
@@ -25,13 +25,14 @@ def partition_of(key: Any, partitions: int) -> int:
 
 def require_asyncio(transport: str) -> None:
     """Refuse to run a transport whose client needs asyncio on another event loop."""
-    library = sniffio.current_async_library()
-    if library != "asyncio":
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
         raise InvalidConfiguration(
             f"the {transport} transport runs on asyncio (and uvloop) only: its client "
-            f"library needs asyncio, and this dispatcher runs on {library}. Keep the "
-            "types in memory on trio, or run the service on asyncio"
-        )
+            "library needs asyncio, and this dispatcher runs on another event loop "
+            "(trio). Keep the types in memory on trio, or run the service on asyncio"
+        ) from None
 
 
 def redact(url: str) -> str:
