@@ -34,6 +34,7 @@ from ._middleware import HandlerCall as HandlerCall
 from ._middleware import PublishMiddleware as PublishMiddleware
 from ._registry import Subscription as Subscription
 from ._stats import TypeStats as TypeStats
+from ._transport import BrokerStats as BrokerStats
 from ._transport import Receipt as Receipt
 from ._transport import Source as Source
 from ._transport import Transport as Transport
@@ -43,6 +44,7 @@ from ._types import Lifecycle as Lifecycle
 from ._version import __version__ as __version__
 
 __all__ = [
+    "BrokerStats",
     "CallNext",
     "DeadLetter",
     "DeadLetterReason",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any, overload
 
 import anyio.abc
@@ -391,12 +392,22 @@ class Dispatcher(Running):
         if event_type is not None:
             state = self._table.get(event_type)
             if state is not None:
-                return _snapshot(state)
-            return _retired(event_type, self._table.counters_of(event_type))
+                return self._with_broker(_snapshot(state))
+            return self._with_broker(_retired(event_type, self._table.counters_of(event_type)))
         found = {cls: _retired(cls, counters) for cls, counters in self._table.retired_counters()}
         for state in self._table:
             found[state.event_type] = _snapshot(state)
+        if self._routing:
+            found = {cls: self._with_broker(stats) for cls, stats in found.items()}
         return found
+
+    def _with_broker(self, stats: TypeStats) -> TypeStats:
+        """*stats* with the broker's figures, when its type is routed and they exist."""
+        route = self._route_of(stats.event_type)
+        report = getattr(route, "broker_stats", None)
+        if report is None:
+            return stats
+        return replace(stats, broker=report(stats.event_type))
 
     @property
     def running(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._transport import BrokerStats
+
 
 @dataclass(frozen=True)
 class TypeStats:
@@ -34,6 +36,9 @@ class TypeStats:
     failed: int
     #: accepted events that shutdown cut off before they were handled
     abandoned: int
+    #: the type's figures on its broker, when it is routed through a transport
+    #: that reports them (``Transport.broker_stats``)
+    broker: BrokerStats | None = None
 
     @property
     def published(self) -> int:

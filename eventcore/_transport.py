@@ -28,6 +28,8 @@ dispatcher's event loop):
   (wire names), ``config(T)`` (queue size, concurrency, key, retries) and
   ``report_dead_letter()`` for messages that can never be handled (undecodable,
   delivered too often).
+* ``broker_stats(event_type) -> BrokerStats`` (optional, sync, cheap): the
+  type's figures on the broker, for stats, metrics and the dashboard.
 * ``async close()``: called once at shutdown, after the pumps stopped and every
   fetched event was settled: flush what is pending, drain the connection.
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ._types import DropReason
@@ -59,6 +62,31 @@ class Verdict(str, enum.Enum):
     SHUTDOWN = "shutdown"
     #: it will never be handled here (evicted, refused): reject
     REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    """A routed type's figures on its broker, as this process sees them.
+
+    A transport that has them offers ``broker_stats(event_type)``; they appear in
+    ``Dispatcher.stats()`` (``TypeStats.broker``), the Prometheus metrics and the
+    dashboard.
+
+    :ivar pending: messages on the broker not yet delivered to this consumer group
+        (the last figure the broker reported; None before it reported one)
+    :ivar redelivered: messages fetched here that had been delivered before
+    :ivar acked: messages acknowledged (handled, or failed and dead-lettered)
+    :ivar nacked: messages given back for redelivery (shutdown before handling)
+    :ivar terminated: messages refused for good (undecodable, delivery limit, rejected)
+    :ivar dead_lettered: messages written to the broker's dead-letter stream
+    """
+
+    pending: int | None = None
+    redelivered: int = 0
+    acked: int = 0
+    nacked: int = 0
+    terminated: int = 0
+    dead_lettered: int = 0
 
 
 @runtime_checkable

@@ -443,3 +443,35 @@ async def test_a_transport_reports_dead_letters_through_the_dispatcher() -> None
     assert subscribed == [letter]
     with pytest.raises(TypeError, match="takes a DeadLetter"):
         bus.report_dead_letter("nope")  # type: ignore[arg-type]
+
+
+async def test_stats_carry_the_broker_figures_of_a_routed_type() -> None:
+    from eventcore import BrokerStats
+
+    class CountingBroker(FakeBroker):
+        def broker_stats(self, event_type: type) -> BrokerStats:
+            settled = sum(len(r.verdicts) for r in self.receipts)
+            return BrokerStats(pending=len(self.pending), acked=settled)
+
+    broker = CountingBroker()
+    bus = Dispatcher()
+    bus.configure(Job, transport=broker)
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        pass
+
+    @bus.on(Local)
+    async def local(event: Local) -> None:
+        pass
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(4):
+                await bus.publish(Job(n))
+            await bus.publish(Local(0))
+            await broker.until(4)
+            await bus.drain()
+            assert bus.stats(Job).broker == BrokerStats(pending=0, acked=4)
+            assert bus.stats()[Job].broker == BrokerStats(pending=0, acked=4)
+            assert bus.stats(Local).broker is None  # in memory
