@@ -469,5 +469,5 @@ def _snapshot(state: TypeState) -> TypeStats:
 
 def _retired(event_type: type, counters: dict[str, int] | None) -> TypeStats:
     """The stats of a type without a live state (idle, or never published)."""
-    kept = dict.fromkeys(COUNTERS, 0) if counters is None else counters
+    kept: dict[str, Any] = dict.fromkeys(COUNTERS, 0) if counters is None else counters
     return TypeStats(event_type=event_type, queued=0, in_flight=0, **kept)
