@@ -50,11 +50,21 @@ class Running(Publishing):
     async def __aenter__(self: _D) -> _D:
         if self._phase is Phase.RUNNING or self._phase is Phase.CLOSING:
             raise RuntimeError("this dispatcher is already running")
+        self._opening = anyio.Lock()
+        try:
+            await self._start()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close_transports()
+            raise
+        self._lifecycle(Lifecycle.STARTED)
+        return self
+
+    async def _start(self) -> None:
+        """Open the transports, start the workers and the pumps."""
+        for transport in self._known_transports():
+            await self._open_route(transport)
         async with AsyncExitStack() as stack:
-            self._opening = anyio.Lock()
-            stack.push_async_callback(self._close_transports)
-            for transport in self._known_transports():
-                await self._open_route(transport)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._pool = WorkerPool(
                 task_group, self._reporter, self._delivery, self._max_idle_workers
@@ -71,8 +81,6 @@ class Running(Publishing):
             self._open_fast_path()
             self._start_pumps()
             self._exit_stack = stack.pop_all()
-        self._lifecycle(Lifecycle.STARTED)
-        return self
 
     async def __aexit__(
         self,
@@ -101,6 +109,9 @@ class Running(Publishing):
                 # `async with` as itself, never wrapped in an ExceptionGroup.
                 await stack.__aexit__(None, None, None)
             finally:
+                self._abandon_queued()  # settles their receipts: before transports close
+                with anyio.CancelScope(shield=True):
+                    await self._close_transports()
                 self._stopped(abandoned_before)
 
     def _known_transports(self) -> list[Any]:
@@ -122,6 +133,12 @@ class Running(Publishing):
             except Exception:
                 logger.exception("closing the transport %r failed", transport)
 
+    def _abandon_queued(self) -> None:
+        """Report every event still queued as cut off by shutdown."""
+        for state in self._table:
+            for item in state.abandon():
+                self._reporter.dropped(item, DropReason.SHUTDOWN)
+
     def _stopped(self, abandoned_before: int) -> None:
         """Report what shutdown cut off and forget everything bound to the event loop."""
         self._phase = Phase.CLOSED
@@ -132,8 +149,6 @@ class Running(Publishing):
         self._pumps = None
         self._exit_stack = None
         for state in self._table:
-            for item in state.abandon():
-                self._reporter.dropped(item, DropReason.SHUTDOWN)
             state.reset()
         self._table.sweep(everything=True)
         lost = self._abandoned() - abandoned_before
