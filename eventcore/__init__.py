@@ -26,7 +26,9 @@ from ._errors import InvalidConfiguration as InvalidConfiguration
 from ._errors import InvalidEvent as InvalidEvent
 from ._errors import InvalidHandler as InvalidHandler
 from ._errors import PublishTimeout as PublishTimeout
+from ._errors import PublishUnconfirmed as PublishUnconfirmed
 from ._errors import QueueFull as QueueFull
+from ._errors import TransportError as TransportError
 from ._errors import Unauthorized as Unauthorized
 from ._middleware import CallNext as CallNext
 from ._middleware import HandleMiddleware as HandleMiddleware
@@ -68,12 +70,14 @@ __all__ = [
     "Principal",
     "PublishMiddleware",
     "PublishTimeout",
+    "PublishUnconfirmed",
     "QueueFull",
     "Receipt",
     "Retry",
     "Source",
     "Subscription",
     "Transport",
+    "TransportError",
     "TypeConfig",
     "TypeStats",
     "Unauthorized",

@@ -371,6 +371,10 @@ class Dispatcher(Running):
         """The registry of event names: what codecs, transports and catalogs use."""
         return self._names
 
+    def transport_of(self, event_type: type) -> Any:
+        """The transport *event_type* is routed through, or None (in memory)."""
+        return self._route_of(event_type)
+
     def report_dead_letter(self, letter: DeadLetter) -> None:
         """Hand *letter* to ``on_dead_letter`` and the :class:`DeadLetter` subscribers.
 

@@ -10,8 +10,11 @@
     ├── QueueFull                       the queue is full under Overflow.RAISE or publish_nowait
     ├── PublishTimeout (TimeoutError)   no room appeared within ``timeout=`` under Overflow.BLOCK
     ├── Unauthorized (PermissionError)  the policy does not let this principal publish this type
-    └── HandlerTimeout (TimeoutError)   a handler ran past its timeout and was cancelled
-                                        (goes to on_error and dead letters, not to publishers)
+    ├── HandlerTimeout (TimeoutError)   a handler ran past its timeout and was cancelled
+    │                                   (goes to on_error and dead letters, not to publishers)
+    └── TransportError                  a broker refused or failed a request
+        └── PublishUnconfirmed (TimeoutError)  the broker's acknowledgement did not come in
+                                        time: the outcome is unknown, a retry is safe
 """
 
 from __future__ import annotations
@@ -81,3 +84,25 @@ class HandlerTimeout(EventcoreError, TimeoutError):
     def __init__(self, message: str, timeout: float) -> None:
         super().__init__(message)
         self.timeout = timeout
+
+
+class TransportError(EventcoreError):
+    """A broker transport failed: the broker refused a request, or its configuration
+    does not match what the transport expects (never carries credentials)."""
+
+
+class PublishUnconfirmed(TransportError, TimeoutError):
+    """The broker did not acknowledge a routed publish in time.
+
+    The outcome is unknown: the event may or may not be stored. Publishing the same
+    event again is safe: it is sent under the same event id, which the broker
+    deduplicates (within the stream's duplicate window).
+
+    :ivar event_type: the type of the event
+    :ivar event_id: the id it was sent under
+    """
+
+    def __init__(self, message: str, event_type: type, event_id: str) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+        self.event_id = event_id

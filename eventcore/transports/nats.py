@@ -1,0 +1,868 @@
+"""NATS JetStream: route event types through streams and durable pull consumers.
+
+::
+
+    from eventcore import Dispatcher
+    from eventcore.transports.nats import NatsTransport
+
+    bus = Dispatcher(transport=NatsTransport("nats://127.0.0.1:4222", group="billing"))
+
+How a routed type maps onto JetStream (``prefix`` defaults to ``eventcore``):
+
+* a stream per event type, ``<prefix>_<name>`` (dots of the registered name become
+  underscores), on the subjects ``<prefix>.<name>.<partition>``; it keeps a
+  message until every consumer group acknowledged it (interest retention; the
+  transport creates the durable consumers of ``groups`` with the stream, so
+  nothing published before their first process starts is lost), bounded by
+  ``max_msgs`` / ``max_bytes`` with *discard new*: a full stream (consumers behind)
+  refuses the write, and the type's overflow policy decides what ``publish`` does;
+* a durable pull consumer per (type, ``group``) shared by every process of the
+  service: competing consumers, each event handled by one process; another group
+  gets its own copy;
+* a type with a ``key``: ``partitions`` consumers, one per partition of the key's
+  hash, each with one message in flight at a time across the whole service, so
+  the events of one key are handled in order by one process at a time (the
+  trade-off: a partition is handled serially, so ``partitions`` bounds the type's
+  parallelism across the service);
+* dead letters of routed types are also written to the stream
+  ``<prefix>_dead_letters`` (subject ``<prefix>.dead.<name>``) with the reason in
+  headers, before the original message is acknowledged.
+
+``publish`` returns once JetStream acknowledged the write; the message id header
+(``Nats-Msg-Id``) is the event id, so a retry after :class:`PublishUnconfirmed`
+is deduplicated within ``duplicate_window``. A fetched message ends in one
+verdict: handled -> ack; failed after the local retries -> dead letter, ack;
+shutdown before it was handled -> nak (another process takes it at once);
+undecodable, unknown, or delivered more than ``max_deliver`` times -> dead
+letter, term. Retries happen in the process (the type's ``Retry``), never as a
+delayed nak, which would hold a place in ``max_ack_pending`` meanwhile; every
+message held here, queued or running, is kept alive with ``in_progress`` every
+half ``ack_wait``, so a message waiting in the local queue is never redelivered
+elsewhere while it waits.
+
+Runs on asyncio and uvloop (nats-py needs asyncio); on trio, starting a
+dispatcher with a NATS-routed type raises :class:`~eventcore.InvalidConfiguration`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._deadletters import DeadLetter, DeadLetterReason
+from .._errors import InvalidConfiguration, PublishUnconfirmed, QueueFull, TransportError
+from .._transport import BrokerStats, Verdict
+from .._wire.codec import DEFAULT_MAX_SIZE, Codec
+from .._wire.errors import WireError
+from .._wire.ids import new_event_id
+from ._common import partition_of, redact, require_asyncio
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DiscardPolicy,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "eventcore.transports.nats needs nats-py: pip install 'eventcore[nats]'", name=exc.name
+    ) from exc
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+    from .._dispatcher import Dispatcher
+
+logger = logging.getLogger("eventcore.nats")
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+#: JetStream's error codes for a stream that is at its limits (discard new)
+_STREAM_FULL = {10077, 10047, 10078}
+#: the most messages one fetch asks for
+_MAX_BATCH = 256
+#: how many unconfirmed event ids are remembered for safe retries
+_REMEMBERED = 10_000
+
+_propagate: Any = None
+_otel_context: Any = None
+try:  # the publisher's trace context crosses the process boundary when OTel is present
+    from opentelemetry import context as _otel_context
+    from opentelemetry import propagate as _propagate
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+
+
+def _traceparent() -> str | None:
+    if _propagate is None:
+        return None
+    carrier: dict[str, str] = {}
+    _propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def _context_of(traceparent: str | None) -> contextvars.Context | None:
+    """A context in which the publisher's span is the current one (for handler spans)."""
+    if traceparent is None or _propagate is None:
+        return None
+    context = contextvars.copy_context()
+    context.run(_otel_context.attach, _propagate.extract({"traceparent": traceparent}))
+    return context
+
+
+def _check_token(what: str, value: object) -> str:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise InvalidConfiguration(
+            f"{what} must be letters, digits, '_' or '-' (it names NATS streams and "
+            f"consumers), got {value!r}"
+        )
+    return value
+
+
+def _check_positive(what: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InvalidConfiguration(f"{what} must be a number > 0, got {value!r}")
+
+
+class _Route:
+    """One routed type on this transport: its stream, subjects, consumers, figures."""
+
+    def __init__(self, event_type: type, name: str, prefix: str, key: Any, partitions: int):
+        self.event_type = event_type
+        self.name = name
+        self.stream = f"{prefix}_{name.replace('.', '_')}"
+        self.subject = f"{prefix}.{name}"
+        self.key = key
+        self.partitions = partitions if key is not None else 1
+        self.stream_ready = False
+        self.subscriptions: list[Any] = []
+        self.next_partition = 0
+        self.pending: int | None = None
+        self.redelivered = 0
+        self.acked = 0
+        self.nacked = 0
+        self.terminated = 0
+        self.dead_lettered = 0
+        self.lock = asyncio.Lock()
+
+    def stats(self) -> BrokerStats:
+        return BrokerStats(
+            pending=self.pending,
+            redelivered=self.redelivered,
+            acked=self.acked,
+            nacked=self.nacked,
+            terminated=self.terminated,
+            dead_lettered=self.dead_lettered,
+        )
+
+
+class NatsReceipt:
+    """Settles one fetched JetStream message (see :class:`~eventcore.Receipt`)."""
+
+    __slots__ = ("attempts", "context", "msg", "reason", "route", "transport")
+
+    def __init__(
+        self,
+        transport: NatsTransport,
+        route: _Route,
+        msg: Msg,
+        attempts: int,
+        context: contextvars.Context | None,
+    ) -> None:
+        self.transport = transport
+        self.route = route
+        self.msg = msg
+        self.attempts = attempts
+        #: the handlers run in it: the publisher's trace context, when it sent one
+        self.context = context
+        #: why it is refused for good (a DeadLetterReason value), when it is
+        self.reason: str | None = None
+
+    def settle(self, verdict: Verdict) -> None:
+        """Queue the ack / nak / term for this message (sent on the transport's task)."""
+        self.transport._settle(self, verdict)
+
+
+class NatsSource:
+    """Fetches one routed type's messages for this process (see :class:`~eventcore.Source`)."""
+
+    def __init__(self, transport: NatsTransport, event_type: type) -> None:
+        self._transport = transport
+        self._event_type = event_type
+
+    async def fetch(self, room: int) -> Sequence[tuple[Any, NatsReceipt]]:
+        """Wait up to ``fetch_wait`` for messages; return at most *room* of them."""
+        return await self._transport._fetch(self._event_type, room)
+
+
+class NatsTransport:
+    """Routes event types through NATS JetStream (see the module doc).
+
+    :param url: the server(s), comma-separated; credentials in the URL are never
+        logged or shown
+    :param group: the consumer group: every process of one service uses the same
+        group and shares the work; another service uses its own and gets a copy
+    :param prefix: the first token of subjects and stream names
+    :param partitions: for types with a ``key``: how many ordered partitions
+    :param max_deliver: deliveries of one message before it becomes a dead letter
+        (a delivery that crashed its process, or outlived ``ack_wait`` unseen)
+    :param ack_wait: seconds JetStream waits for an ack before redelivering (held
+        messages are kept alive with ``in_progress`` every half of it)
+    :param max_msgs: the stream's limit of messages (None: no limit)
+    :param max_bytes: the stream's limit of bytes (None: no limit)
+    :param max_ack_pending: messages in flight per consumer (group) across the
+        service; each process also holds no more than its local queue has room for
+        (a keyed type's partitions have one each)
+    :param groups: the groups whose durable consumers this transport creates with
+        a stream (default: its own): the streams keep messages until every such
+        group acknowledged them, so events published before a group's first
+        process starts wait for it (a group created later sees only later events)
+    :param duplicate_window: seconds in which a re-sent event id is deduplicated
+    :param publish_timeout: seconds to wait for JetStream's acknowledgement
+    :param connect_timeout: seconds the first connection may take at start
+    :param fetch_wait: seconds one fetch waits for messages before it asks again
+    :param storage: ``"file"`` or ``"memory"`` for new streams
+    :param replicas: replicas of new streams and consumers (clustered JetStream)
+    :param format: ``"json"`` or ``"msgpack"`` on the wire
+    :param max_size: the largest message sent or decoded, in bytes
+    :param options: more ``nats.connect`` options: ``tls`` (an SSLContext),
+        ``user_credentials``, ``nkeys_seed``, ``token``, ``user``, ``password``...
+    """
+
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        group: str,
+        prefix: str = "eventcore",
+        partitions: int = 1,
+        max_deliver: int = 5,
+        ack_wait: float = 30.0,
+        max_msgs: int | None = None,
+        max_bytes: int | None = None,
+        max_ack_pending: int = 1024,
+        groups: Sequence[str] | None = None,
+        duplicate_window: float = 120.0,
+        publish_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        fetch_wait: float = 1.0,
+        storage: str = "file",
+        replicas: int = 1,
+        format: str = "json",
+        max_size: int = DEFAULT_MAX_SIZE,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url:
+            raise InvalidConfiguration(f"url must be a nats:// URL, got {type(url).__name__}")
+        self._servers = [part.strip() for part in url.split(",")]
+        self.group = _check_token("group", group)
+        self.prefix = _check_token("prefix", prefix)
+        for what, value in (
+            ("partitions", partitions),
+            ("max_deliver", max_deliver),
+            ("max_ack_pending", max_ack_pending),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidConfiguration(f"{what} must be an int >= 1, got {value!r}")
+        for what, number in (
+            ("ack_wait", ack_wait),
+            ("duplicate_window", duplicate_window),
+            ("publish_timeout", publish_timeout),
+            ("connect_timeout", connect_timeout),
+            ("fetch_wait", fetch_wait),
+        ):
+            _check_positive(what, number)
+        for what, limit in (
+            ("max_msgs", max_msgs),
+            ("max_bytes", max_bytes),
+        ):
+            _check_positive(what, limit, optional=True)
+        if storage not in ("file", "memory"):
+            raise InvalidConfiguration(f"storage must be 'file' or 'memory', got {storage!r}")
+        if format not in ("json", "msgpack"):
+            raise InvalidConfiguration(f"format must be 'json' or 'msgpack', got {format!r}")
+        self.partitions = partitions
+        self.max_deliver = max_deliver
+        self.ack_wait = float(ack_wait)
+        self.max_msgs = max_msgs
+        self.max_bytes = max_bytes
+        self.max_ack_pending = max_ack_pending
+        if isinstance(groups, str):
+            raise InvalidConfiguration("groups must be a list of group names, not one string")
+        self.groups = tuple(dict.fromkeys(_check_token("group", g) for g in (groups or (group,))))
+        self.duplicate_window = float(duplicate_window)
+        self.publish_timeout = float(publish_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.fetch_wait = float(fetch_wait)
+        self._storage = StorageType.FILE if storage == "file" else StorageType.MEMORY
+        self.replicas = replicas
+        self._format = format
+        self._max_size = max_size
+        self._options = dict(options or {})
+        self._bus: Dispatcher | None = None
+        self._codec: Codec | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._routes: dict[type, _Route] = {}
+        self._reply_prefix = ""
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._unconfirmed: OrderedDict[Any, str] = OrderedDict()
+        self._held: dict[int, NatsReceipt] = {}
+        self._settling: list[tuple[NatsReceipt, Verdict]] = []
+        self._settle_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dead_letters_ready = False
+
+    def __repr__(self) -> str:
+        servers = ",".join(redact(server) for server in self._servers)
+        return f"NatsTransport({servers!r}, group={self.group!r}, prefix={self.prefix!r})"
+
+    # -- life ------------------------------------------------------------------------
+
+    async def open(self, bus: Dispatcher) -> None:
+        """Connect, then create or check the streams and consumers of the routed types
+        known now (others on first use).
+
+        :raises InvalidConfiguration: not on asyncio, or an existing stream or
+            consumer does not match this transport's settings
+        :raises TransportError: the server cannot be reached
+        """
+        require_asyncio("NATS")
+        self._bus = bus
+        self._codec = Codec(
+            bus.names,
+            format=self._format,  # type: ignore[arg-type]  # checked in __init__
+            max_size=self._max_size,
+            keys=lambda t: bus.config(t).key,
+        )
+        self._settle_wanted = asyncio.Event()
+        try:
+            # the first connection is bounded; after it, the client reconnects forever
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=self._servers,
+                    name=f"eventcore:{self.group}",
+                    connect_timeout=min(2.0, self.connect_timeout),
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    **self._options,
+                ),
+                self.connect_timeout,
+            )
+        except (Exception, asyncio.TimeoutError) as exc:
+            raise TransportError(
+                f"cannot connect to NATS at {', '.join(redact(s) for s in self._servers)}: "
+                f"{type(exc).__name__}: {redact(str(exc))}"
+            ) from None
+        try:
+            await self._prepare(bus)
+        except BaseException:
+            await self.close()  # a failed open leaves nothing behind
+            raise
+
+    async def _prepare(self, bus: Dispatcher) -> None:
+        """Start the ack listener and the transport's tasks; set up the known types."""
+        assert self._nc is not None
+        self._js = self._nc.jetstream(timeout=self.publish_timeout)
+        self._reply_prefix = self._nc.new_inbox() + "."
+        await self._nc.subscribe(self._reply_prefix + "*", cb=self._on_ack)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._settler(), name="eventcore-nats-settle"),
+            loop.create_task(self._keep_alive(), name="eventcore-nats-in-progress"),
+        ]
+        subscribed = {sub.event_type for sub in bus.subscriptions()}
+        for event_type in {*subscribed, *bus.configured_types()}:
+            if bus.transport_of(event_type) is self:
+                route = await self._route(event_type)
+                if event_type in subscribed:
+                    await self._subscribe(route)
+
+    async def close(self) -> None:
+        """Send every pending ack / nak, make sure the server has them, and close."""
+        nc = self._nc
+        if nc is None:
+            return
+        try:
+            await self._flush_settled()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+            for future in self._acks.values():
+                future.cancel()
+            self._acks.clear()
+            self._held.clear()
+            for route in self._routes.values():  # their figures stay for stats()
+                route.stream_ready = False
+                route.subscriptions = []
+            self._dead_letters_ready = False
+            self._nc = self._js = None  # from here on a disconnect is ours
+            try:
+                await nc.flush(timeout=max(1, int(self.publish_timeout)))
+            except Exception as exc:
+                logger.warning(
+                    "the last acks may not have reached NATS (they will be redelivered): %s",
+                    redact(str(exc)),
+                )
+            finally:
+                await nc.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self._nc is None:  # not connected yet: open() reports it
+            return
+        logger.warning("NATS: %s: %s", type(exc).__name__, redact(str(exc)))
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is None:  # closing
+            return
+        logger.warning("NATS: disconnected; reconnecting (publishes follow the overflow policy)")
+
+    async def _on_reconnected(self) -> None:
+        logger.info("NATS: reconnected")
+
+    # -- streams and consumers -------------------------------------------------------
+
+    def _require_open(self) -> tuple[Dispatcher, Codec, JetStreamContext]:
+        if self._bus is None or self._codec is None or self._js is None:
+            raise TransportError("the NATS transport is not open: start the dispatcher")
+        return self._bus, self._codec, self._js
+
+    async def _route(self, event_type: type) -> _Route:
+        """The route of *event_type*: its stream and the durable consumers of the
+        declared groups created or checked."""
+        route = self._routes.get(event_type)
+        if route is not None and route.stream_ready:
+            return route
+        bus, codec, js = self._require_open()
+        if route is None:
+            name = codec.names.resolve(event_type).name
+            route = _Route(
+                event_type, name, self.prefix, bus.config(event_type).key, self.partitions
+            )
+            self._routes[event_type] = route
+        async with route.lock:
+            if not route.stream_ready:
+                await self._ensure_stream(
+                    js,
+                    route.stream,
+                    [f"{route.subject}.*"],
+                    self.max_msgs,
+                    self.max_bytes,
+                    RetentionPolicy.INTEREST,
+                )
+                for group in self.groups:
+                    for durable, subject in self._consumers(route, group):
+                        await self._ensure_consumer(js, route, durable, subject)
+                route.stream_ready = True
+        return route
+
+    def _consumers(self, route: _Route, group: str) -> list[tuple[str, str]]:
+        """The durable consumers of *group* on *route*, with their filter subjects."""
+        if route.key is None:
+            return [(group, f"{route.subject}.*")]
+        return [(f"{group}-{p}", f"{route.subject}.{p}") for p in range(route.partitions)]
+
+    async def _ensure_stream(
+        self,
+        js: JetStreamContext,
+        name: str,
+        subjects: list[str],
+        max_msgs: int | None,
+        max_bytes: int | None,
+        retention: RetentionPolicy,
+    ) -> None:
+        wanted = StreamConfig(
+            name=name,
+            subjects=subjects,
+            retention=retention,
+            max_msgs=max_msgs if max_msgs is not None else -1,
+            max_bytes=max_bytes if max_bytes is not None else -1,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=self.duplicate_window,
+            storage=self._storage,
+            num_replicas=self.replicas,
+        )
+        try:
+            info = await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_stream(wanted)
+            except nats.js.errors.APIError as exc:
+                raise TransportError(
+                    f"cannot create the stream {name}: {exc.description}"
+                ) from None
+            return
+        have = info.config
+        differences = [
+            f"{field}: {getattr(have, field)!r} on the server, {getattr(wanted, field)!r} here"
+            for field in ("subjects", "retention", "max_msgs", "max_bytes", "discard")
+            if _normal(getattr(have, field)) != _normal(getattr(wanted, field))
+        ]
+        if differences:
+            raise InvalidConfiguration(
+                f"the existing NATS stream {name} does not match this transport "
+                f"({'; '.join(differences)}); eventcore never changes it: update or delete "
+                "it, or change the transport's settings"
+            )
+
+    async def _subscribe(self, route: _Route) -> None:
+        """Bind pull subscriptions to this group's durable consumers of *route*."""
+        _, _, js = self._require_open()
+        if route.subscriptions:
+            return
+        async with route.lock:
+            if not route.subscriptions:
+                route.subscriptions = [
+                    await js.pull_subscribe_bind(durable, route.stream)
+                    for durable, _ in self._consumers(route, self.group)
+                ]
+
+    async def _ensure_consumer(
+        self, js: JetStreamContext, route: _Route, durable: str, subject: str
+    ) -> None:
+        stream = route.stream
+        wanted = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            # one more delivery than allowed: the last one only dead-letters
+            max_deliver=self.max_deliver + 1,
+            # a keyed partition: one message in flight across the service keeps the order
+            max_ack_pending=1 if route.key is not None else self.max_ack_pending,
+            filter_subject=subject,
+            num_replicas=self.replicas,
+        )
+        try:
+            info = await js.consumer_info(stream, durable)
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_consumer(stream, wanted)
+            except nats.js.errors.APIError as exc:
+                raise TransportError(
+                    f"cannot create the consumer {durable} on {stream}: {exc.description}"
+                ) from None
+            return
+        have = info.config
+        differences = [
+            f"{field}: {getattr(have, field)!r} on the server, {getattr(wanted, field)!r} here"
+            for field in (
+                "ack_policy",
+                "ack_wait",
+                "max_deliver",
+                "max_ack_pending",
+                "filter_subject",
+            )
+            if _normal(getattr(have, field)) != _normal(getattr(wanted, field))
+        ]
+        if differences:
+            raise InvalidConfiguration(
+                f"the existing NATS consumer {durable} on {stream} does not match this "
+                f"transport ({'; '.join(differences)}); eventcore never changes it: delete "
+                "it (or use another group), or change the settings"
+            )
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def send(self, event_type: type, event: Any) -> None:
+        """Write *event* to its stream; return once JetStream acknowledged it.
+
+        :raises QueueFull: the stream is at its limits, or the server is unreachable
+            (the type's overflow policy decides what ``publish`` does)
+        :raises PublishUnconfirmed: no acknowledgement within ``publish_timeout``
+        :raises TransportError: JetStream refused the write
+        """
+        route = self._routes.get(event_type)
+        if route is None or not route.stream_ready:
+            route = await self._route(event_type)
+        nc, codec = self._nc, self._codec
+        assert nc is not None
+        assert codec is not None
+        if not nc.is_connected:
+            raise QueueFull(
+                f"NATS is unreachable (reconnecting): no room for {event_type.__qualname__}",
+                event_type,
+            )
+        event_id = self._retry_id(event) or new_event_id()
+        key = None if route.key is None else route.key(event)
+        partition = 0 if route.partitions == 1 else partition_of(key, route.partitions)
+        data = codec.encode(
+            event, event_type=event_type, key=key, id=event_id, traceparent=_traceparent()
+        )
+        reply = await self._request(
+            f"{route.subject}.{partition}", data, {"Nats-Msg-Id": event_id}, event_type, event
+        )
+        error = reply.get("error")
+        if error is None:
+            return
+        code = error.get("err_code")
+        if code in _STREAM_FULL:
+            raise QueueFull(
+                f"the NATS stream {route.stream} is full ({error.get('description')})",
+                event_type,
+            )
+        raise TransportError(
+            f"JetStream refused a {route.name} message: {error.get('description')} "
+            f"(err_code {code})"
+        )
+
+    async def _request(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        event_type: type,
+        event: Any,
+    ) -> dict[str, Any]:
+        """Publish with a reply subject; wait for JetStream's answer (pipelined: many
+        publishes share one reply subscription, as nats-py's ``publish_async``)."""
+        nc = self._nc
+        assert nc is not None
+        token = new_event_id()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[token] = future
+        try:
+            await nc.publish(subject, data, reply=self._reply_prefix + token, headers=headers)
+            return await asyncio.wait_for(future, self.publish_timeout)
+        except asyncio.TimeoutError:
+            event_id = headers["Nats-Msg-Id"]
+            self._remember(event, event_id)
+            raise PublishUnconfirmed(
+                f"JetStream did not acknowledge a {event_type.__qualname__} within "
+                f"{self.publish_timeout} s: it may or may not be stored. Publishing the same "
+                f"event again is safe (it is re-sent as {event_id} and deduplicated)",
+                event_type,
+                event_id,
+            ) from None
+        finally:
+            self._acks.pop(token, None)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._acks.get(msg.subject[len(self._reply_prefix) :])
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_result({"error": {"err_code": 503, "description": "no stream responded"}})
+            return
+        try:
+            future.set_result(json.loads(msg.data))
+        except ValueError:
+            future.set_result({"error": {"description": "an unreadable acknowledgement"}})
+
+    def _retry_id(self, event: Any) -> str | None:
+        """The id an earlier, unconfirmed publish of *event* was sent under."""
+        if not self._unconfirmed:
+            return None
+        try:
+            return self._unconfirmed.pop(event, None)
+        except TypeError:  # unhashable: a retry is sent under a new id
+            return None
+
+    def _remember(self, event: Any, event_id: str) -> None:
+        try:
+            self._unconfirmed[event] = event_id
+        except TypeError:
+            return
+        while len(self._unconfirmed) > _REMEMBERED:
+            self._unconfirmed.popitem(last=False)
+
+    # -- consuming -------------------------------------------------------------------
+
+    def source(self, event_type: type) -> NatsSource:
+        """The source of *event_type*'s messages for this process's group."""
+        return NatsSource(self, event_type)
+
+    async def _fetch(self, event_type: type, room: int) -> list[tuple[Any, NatsReceipt]]:
+        route = await self._route(event_type)
+        if not route.subscriptions:
+            await self._subscribe(route)
+        if route.partitions == 1:
+            messages = await self._pull(route.subscriptions[0], min(room, _MAX_BATCH))
+        else:
+            messages = await self._pull_partitions(route, room)
+        return [fetched for msg in messages if (fetched := self._receive(route, msg)) is not None]
+
+    async def _pull(self, subscription: Any, batch: int) -> list[Msg]:
+        try:
+            return list(await subscription.fetch(batch, timeout=self.fetch_wait))
+        except nats.errors.TimeoutError:
+            return []
+
+    async def _pull_partitions(self, route: _Route, room: int) -> list[Msg]:
+        """One message from each of up to *room* partitions (each has at most one in
+        flight), starting where the last fetch stopped."""
+        count = min(room, route.partitions)
+        start = route.next_partition
+        route.next_partition = (start + count) % route.partitions
+        chosen = [route.subscriptions[(start + i) % route.partitions] for i in range(count)]
+        results = await asyncio.gather(*(self._pull(sub, 1) for sub in chosen))
+        return [msg for batch in results for msg in batch]
+
+    def _receive(self, route: _Route, msg: Msg) -> tuple[Any, NatsReceipt] | None:
+        """Decode one message: the event and its receipt, or None if it was dead-lettered."""
+        bus, codec, _ = self._require_open()
+        metadata = msg.metadata
+        route.pending = metadata.num_pending
+        delivered = metadata.num_delivered
+        if delivered > 1:
+            route.redelivered += 1
+        receipt = NatsReceipt(self, route, msg, delivered, None)
+        self._held[id(receipt)] = receipt
+        if delivered > self.max_deliver:
+            bus.report_dead_letter(
+                DeadLetter(
+                    self._peek(codec, msg),
+                    DeadLetterReason.DELIVERY_LIMIT,
+                    attempts=delivered - 1,
+                )
+            )
+            self._settle(receipt, Verdict.REJECTED, DeadLetterReason.DELIVERY_LIMIT.value)
+            return None
+        try:
+            envelope = codec.decode(msg.data)
+            if not isinstance(envelope.event, route.event_type):
+                raise TransportError(f"a {envelope.name} message on the stream of {route.name}")
+        except (WireError, TransportError) as exc:
+            bus.report_dead_letter(
+                DeadLetter(bytes(msg.data), DeadLetterReason.UNDECODABLE, exc, attempts=delivered)
+            )
+            self._settle(receipt, Verdict.REJECTED, DeadLetterReason.UNDECODABLE.value)
+            return None
+        receipt.context = _context_of(envelope.traceparent)
+        return envelope.event, receipt
+
+    @staticmethod
+    def _peek(codec: Codec, msg: Msg) -> Any:
+        """The event of a message that will not be handled, or its bytes."""
+        try:
+            return codec.decode(msg.data).event
+        except WireError:
+            return bytes(msg.data)
+
+    # -- settling --------------------------------------------------------------------
+
+    def _settle(self, receipt: NatsReceipt, verdict: Verdict, reason: str | None = None) -> None:
+        if self._held.pop(id(receipt), None) is None:
+            return  # settled already, or the transport closed meanwhile
+        receipt.reason = reason
+        self._settling.append((receipt, verdict))
+        self._settle_wanted.set()
+
+    async def _settler(self) -> None:
+        while True:
+            await self._settle_wanted.wait()
+            await self._flush_settled()
+
+    async def _flush_settled(self) -> None:
+        self._settle_wanted.clear()
+        while self._settling:
+            batch, self._settling = self._settling, []
+            for receipt, verdict in batch:
+                try:
+                    await self._apply(receipt, verdict)
+                except Exception as exc:  # JetStream redelivers what it never heard of
+                    logger.warning(
+                        "settling a %s message failed (%s): it will be redelivered",
+                        receipt.route.name,
+                        redact(str(exc)),
+                    )
+
+    async def _apply(self, receipt: NatsReceipt, verdict: Verdict) -> None:
+        route, msg = receipt.route, receipt.msg
+        if verdict is Verdict.HANDLED:
+            await msg.ack()
+            route.acked += 1
+        elif verdict is Verdict.SHUTDOWN:
+            await msg.nak()
+            route.nacked += 1
+        elif verdict is Verdict.FAILED:
+            if await self._dead_letter(receipt, DeadLetterReason.HANDLER_FAILED.value):
+                await msg.ack()
+                route.acked += 1
+            else:
+                await msg.nak()
+                route.nacked += 1
+        else:
+            await self._dead_letter(receipt, receipt.reason or DeadLetterReason.REJECTED.value)
+            await msg.term()
+            route.terminated += 1
+
+    async def _dead_letter(self, receipt: NatsReceipt, reason: str) -> bool:
+        """Write the message to the dead-letter stream; False if JetStream refused it."""
+        _, _, js = self._require_open()
+        route, msg = receipt.route, receipt.msg
+        if not self._dead_letters_ready:
+            await self._ensure_stream(
+                js,
+                f"{self.prefix}_dead_letters",
+                [f"{self.prefix}.dead.>"],
+                None,
+                None,
+                RetentionPolicy.LIMITS,
+            )
+            self._dead_letters_ready = True
+        headers = {
+            "Eventcore-Reason": reason,
+            "Eventcore-Group": self.group,
+            "Eventcore-Deliveries": str(receipt.attempts),
+            "Nats-Msg-Id": f"{self.group}:{msg.metadata.sequence.stream}:{route.stream}",
+        }
+        reply = await self._request(
+            f"{self.prefix}.dead.{route.name}", msg.data, headers, route.event_type, None
+        )
+        if "error" in reply:
+            logger.error(
+                "the dead-letter stream refused a %s message: %s",
+                route.name,
+                reply["error"].get("description"),
+            )
+            return False
+        route.dead_lettered += 1
+        return True
+
+    async def _keep_alive(self) -> None:
+        """Every half ``ack_wait``: ``in_progress`` for each message held here."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 2)
+            for receipt in list(self._held.values()):
+                try:
+                    await receipt.msg.in_progress()
+                except Exception as exc:
+                    logger.debug("in_progress failed: %s", redact(str(exc)))
+
+    # -- observing -------------------------------------------------------------------
+
+    def broker_stats(self, event_type: type) -> BrokerStats:
+        """The type's figures on JetStream as seen by this process."""
+        route = self._routes.get(event_type)
+        return BrokerStats() if route is None else route.stats()
+
+
+def _normal(value: Any) -> Any:
+    """A config value compared by meaning (enums by value, lists as tuples)."""
+    if isinstance(value, list):
+        return tuple(value)
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
