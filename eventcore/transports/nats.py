@@ -9,16 +9,19 @@
 
 How a routed type maps onto JetStream (``prefix`` defaults to ``eventcore``):
 
-* a stream per event type, ``<prefix>_<name>`` (dots of the registered name become
-  underscores), on the subjects ``<prefix>.<name>.<partition>``; it keeps a
-  message until every consumer group acknowledged it (interest retention; the
-  transport creates the durable consumers of ``groups`` with the stream, so
-  nothing published before their first process starts is lost), bounded by
-  ``max_msgs`` / ``max_bytes`` with *discard new*: a full stream (consumers behind)
-  refuses the write, and the type's overflow policy decides what ``publish`` does;
-* a durable pull consumer per (type, ``group``) shared by every process of the
-  service: competing consumers, each event handled by one process; another group
-  gets its own copy;
+* a stream per event type and consumer group, ``<prefix>_<group>__<name>`` (dots of
+  the registered name become underscores), on the subjects
+  ``<prefix>.<group>.<name>.<partition>``, with work-queue retention: it keeps a
+  message until its group acknowledged it, also when no process of the group has
+  started yet. ``publish`` writes to the stream of every group in ``groups``
+  (default: the transport's own group, the common case of one service whose
+  processes both publish and consume). A stream is bounded by ``max_msgs`` /
+  ``max_bytes`` with *discard new*: a full stream (its consumers behind) refuses
+  the write, and the type's overflow policy decides what ``publish`` does.
+  (Interest retention, one stream shared by all groups, lost messages across a
+  server restart here; work queues did not.)
+* a durable pull consumer per stream, shared by every process of the group:
+  competing consumers, each event handled by one process of each group;
 * a type with a ``key``: ``partitions`` consumers, one per partition of the key's
   hash, each with one message in flight at a time across the whole service, so
   the events of one key are handled in order by one process at a time (the
@@ -92,6 +95,8 @@ logger = logging.getLogger("eventcore.nats")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 #: JetStream's error codes for a stream that is at its limits (discard new)
 _STREAM_FULL = {10077, 10047, 10078}
+#: the status of a request nobody answered (JetStream not ready)
+_NO_RESPONDERS = 503
 #: the most messages one fetch asks for
 _MAX_BATCH = 256
 #: how many unconfirmed event ids are remembered for safe retries
@@ -145,8 +150,7 @@ class _Route:
     def __init__(self, event_type: type, name: str, prefix: str, key: Any, partitions: int):
         self.event_type = event_type
         self.name = name
-        self.stream = f"{prefix}_{name.replace('.', '_')}"
-        self.subject = f"{prefix}.{name}"
+        self.prefix = prefix
         self.key = key
         self.partitions = partitions if key is not None else 1
         self.stream_ready = False
@@ -159,6 +163,14 @@ class _Route:
         self.terminated = 0
         self.dead_lettered = 0
         self.lock = asyncio.Lock()
+
+    def stream(self, group: str) -> str:
+        """The stream that holds *group*'s copy of this type's events."""
+        return f"{self.prefix}_{group}__{self.name.replace('.', '_')}"
+
+    def subject(self, group: str) -> str:
+        """The subject prefix of *group*'s stream (a partition number follows)."""
+        return f"{self.prefix}.{group}.{self.name}"
 
     def stats(self) -> BrokerStats:
         return BrokerStats(
@@ -228,10 +240,9 @@ class NatsTransport:
     :param max_ack_pending: messages in flight per consumer (group) across the
         service; each process also holds no more than its local queue has room for
         (a keyed type's partitions have one each)
-    :param groups: the groups whose durable consumers this transport creates with
-        a stream (default: its own): the streams keep messages until every such
-        group acknowledged them, so events published before a group's first
-        process starts wait for it (a group created later sees only later events)
+    :param groups: the groups that receive what this process publishes (default:
+        its own group); each gets its own copy, kept for it until one of its
+        processes handled it, also before its first process starts
     :param duplicate_window: seconds in which a re-sent event id is deduplicated
     :param publish_timeout: seconds to wait for JetStream's acknowledgement
     :param connect_timeout: seconds the first connection may take at start
@@ -462,25 +473,26 @@ class NatsTransport:
             self._routes[event_type] = route
         async with route.lock:
             if not route.stream_ready:
-                await self._ensure_stream(
-                    js,
-                    route.stream,
-                    [f"{route.subject}.*"],
-                    self.max_msgs,
-                    self.max_bytes,
-                    RetentionPolicy.INTEREST,
-                )
                 for group in self.groups:
+                    await self._ensure_stream(
+                        js,
+                        route.stream(group),
+                        [f"{route.subject(group)}.*"],
+                        self.max_msgs,
+                        self.max_bytes,
+                        RetentionPolicy.WORK_QUEUE,
+                    )
                     for durable, subject in self._consumers(route, group):
-                        await self._ensure_consumer(js, route, durable, subject)
+                        await self._ensure_consumer(js, route, group, durable, subject)
                 route.stream_ready = True
         return route
 
     def _consumers(self, route: _Route, group: str) -> list[tuple[str, str]]:
         """The durable consumers of *group* on *route*, with their filter subjects."""
+        subject = route.subject(group)
         if route.key is None:
-            return [(group, f"{route.subject}.*")]
-        return [(f"{group}-{p}", f"{route.subject}.{p}") for p in range(route.partitions)]
+            return [(group, f"{subject}.*")]
+        return [(f"{group}-{p}", f"{subject}.{p}") for p in range(route.partitions)]
 
     async def _ensure_stream(
         self,
@@ -532,15 +544,26 @@ class NatsTransport:
             return
         async with route.lock:
             if not route.subscriptions:
+                if self.group not in self.groups:  # it consumes without publishing to it
+                    await self._ensure_stream(
+                        js,
+                        route.stream(self.group),
+                        [f"{route.subject(self.group)}.*"],
+                        self.max_msgs,
+                        self.max_bytes,
+                        RetentionPolicy.WORK_QUEUE,
+                    )
+                    for durable, subject in self._consumers(route, self.group):
+                        await self._ensure_consumer(js, route, self.group, durable, subject)
                 route.subscriptions = [
-                    await js.pull_subscribe_bind(durable, route.stream)
+                    await js.pull_subscribe_bind(durable, route.stream(self.group))
                     for durable, _ in self._consumers(route, self.group)
                 ]
 
     async def _ensure_consumer(
-        self, js: JetStreamContext, route: _Route, durable: str, subject: str
+        self, js: JetStreamContext, route: _Route, group: str, durable: str, subject: str
     ) -> None:
-        stream = route.stream
+        stream = route.stream(group)
         wanted = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -608,21 +631,35 @@ class NatsTransport:
         data = codec.encode(
             event, event_type=event_type, key=key, id=event_id, traceparent=_traceparent()
         )
-        reply = await self._request(
-            f"{route.subject}.{partition}", data, {"Nats-Msg-Id": event_id}, event_type, event
-        )
-        error = reply.get("error")
-        if error is None:
-            return
-        code = error.get("err_code")
-        if code in _STREAM_FULL:
-            raise QueueFull(
-                f"the NATS stream {route.stream} is full ({error.get('description')})",
+        for group in self.groups:  # usually one: the service's own group
+            reply = await self._request(
+                f"{route.subject(group)}.{partition}",
+                data,
+                {"Nats-Msg-Id": event_id},
                 event_type,
+                event,
             )
-        raise TransportError(
-            f"JetStream refused a {route.name} message: {error.get('description')} "
-            f"(err_code {code})"
+            error = reply.get("error")
+            if error is not None:
+                if len(self.groups) > 1:  # a retry re-sends it to every group, deduplicated
+                    self._remember(event, event_id)
+                raise self._refused(route, group, error)
+
+    def _refused(self, route: _Route, group: str, error: dict[str, Any]) -> Exception:
+        """The error for a write JetStream refused."""
+        code = error.get("err_code")
+        description = error.get("description")
+        if code in _STREAM_FULL:
+            return QueueFull(
+                f"the NATS stream {route.stream(group)} is full ({description})", route.event_type
+            )
+        if code == _NO_RESPONDERS:  # JetStream is (re)starting: no room for now
+            return QueueFull(
+                f"JetStream does not answer for {route.stream(group)} (restarting?)",
+                route.event_type,
+            )
+        return TransportError(
+            f"JetStream refused a {route.name} message: {description} (err_code {code})"
         )
 
     async def _request(
@@ -661,7 +698,9 @@ class NatsTransport:
         if future is None or future.done():
             return
         if msg.headers and msg.headers.get("Status") == "503":
-            future.set_result({"error": {"err_code": 503, "description": "no stream responded"}})
+            future.set_result(
+                {"error": {"err_code": _NO_RESPONDERS, "description": "no stream responded"}}
+            )
             return
         try:
             future.set_result(json.loads(msg.data))
@@ -704,7 +743,7 @@ class NatsTransport:
     async def _pull(self, subscription: Any, batch: int) -> list[Msg]:
         try:
             return list(await subscription.fetch(batch, timeout=self.fetch_wait))
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came: ask again
             return []
 
     async def _pull_partitions(self, route: _Route, room: int) -> list[Msg]:
@@ -824,7 +863,7 @@ class NatsTransport:
             "Eventcore-Reason": reason,
             "Eventcore-Group": self.group,
             "Eventcore-Deliveries": str(receipt.attempts),
-            "Nats-Msg-Id": f"{self.group}:{msg.metadata.sequence.stream}:{route.stream}",
+            "Nats-Msg-Id": f"{route.stream(self.group)}:{msg.metadata.sequence.stream}",
         }
         reply = await self._request(
             f"{self.prefix}.dead.{route.name}", msg.data, headers, route.event_type, None

@@ -119,7 +119,7 @@ async def test_one_group_shares_the_work_another_group_gets_a_copy(make: Make) -
 
         bus.subscribe(Order, handle)
         buses.append(bus)
-    producer = Dispatcher(transport=make("producer"))
+    producer = Dispatcher(transport=make("producer", groups=["alpha", "beta"]))
     with anyio.fail_after(LIMIT):
         async with producer, buses[0], buses[1], buses[2]:
             for n in range(200):
@@ -229,8 +229,8 @@ async def test_undecodable_messages_become_dead_letters_and_others_flow(make: Ma
         async with bus:
             await bus.publish(Order(1))  # creates the stream
             js = nc.jetstream()
-            await js.publish(f"{transport.prefix}.tests.nats.order.0", b"\xff not json")
-            await js.publish(f"{transport.prefix}.tests.nats.order.0", b'{"type": "nope"}')
+            await js.publish(f"{transport.prefix}.service.tests.nats.order.0", b"\xff not json")
+            await js.publish(f"{transport.prefix}.service.tests.nats.order.0", b'{"type": "nope"}')
             await bus.publish(Order(2))
             await until(lambda: len(seen) == 2 and len(letters) == 2)
             await until(lambda: bus.stats(Order).broker.terminated == 2)  # type: ignore[union-attr]
@@ -257,10 +257,12 @@ async def test_a_message_delivered_too_often_becomes_one_dead_letter(make: Make)
         nc = await nats.connect(NATS_URL)
         js = nc.jetstream()
         await js.publish(
-            f"{transport.prefix}.tests.nats.order.0",
+            f"{transport.prefix}.service.tests.nats.order.0",
             transport_codec_bytes(bus, Order(7)),
         )
-        sub = await js.pull_subscribe_bind("service", f"{transport.prefix}_tests_nats_order")
+        sub = await js.pull_subscribe_bind(
+            "service", f"{transport.prefix}_service__tests_nats_order"
+        )
         for _ in range(2):
             (msg,) = await sub.fetch(1, timeout=5)
             await msg.nak()
