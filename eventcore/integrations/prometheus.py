@@ -58,6 +58,15 @@ _GAUGES = (
     ("queued", "Accepted events waiting in the queue now."),
     ("in_flight", "Events whose handlers are running now."),
 )
+#: types routed through a transport that reports them (TypeStats.broker)
+_BROKER_COUNTERS = (
+    ("redelivered", "Messages fetched from the broker that had been delivered before."),
+    ("acked", "Broker messages acknowledged (handled, or failed and dead-lettered)."),
+    ("nacked", "Broker messages given back for redelivery (shutdown before handling)."),
+    ("terminated", "Broker messages refused for good (undecodable, delivery limit)."),
+    ("dead_lettered", "Broker messages written to the broker's dead-letter stream."),
+)
+_BROKER_PENDING = "Messages on the broker not yet delivered to this consumer group."
 
 
 def type_label(event_type: type) -> str:
@@ -87,7 +96,14 @@ class DispatcherCollector(Collector):
         self._type_name = type_name
         self._const = dict(labels or {})
 
-    def _families(self) -> tuple[list[CounterMetricFamily], list[GaugeMetricFamily]]:
+    def _families(
+        self,
+    ) -> tuple[
+        list[CounterMetricFamily],
+        list[GaugeMetricFamily],
+        list[CounterMetricFamily],
+        GaugeMetricFamily,
+    ]:
         names = [*self._const, "event_type"]
         prefix = f"{self._namespace}_events"
         counters = [
@@ -96,16 +112,23 @@ class DispatcherCollector(Collector):
         gauges = [
             GaugeMetricFamily(f"{prefix}_{field}", doc, labels=names) for field, doc in _GAUGES
         ]
-        return counters, gauges
+        broker = f"{self._namespace}_broker"
+        broker_counters = [
+            CounterMetricFamily(f"{broker}_{field}", doc, labels=names)
+            for field, doc in _BROKER_COUNTERS
+        ]
+        pending = GaugeMetricFamily(f"{broker}_pending", _BROKER_PENDING, labels=names)
+        return counters, gauges, broker_counters, pending
 
     def describe(self) -> Iterable[Metric]:
         """The metric families, without samples (so registering does not read stats)."""
-        counters, gauges = self._families()
-        return [*counters, *gauges]
+        counters, gauges, broker_counters, pending = self._families()
+        return [*counters, *gauges, *broker_counters, pending]
 
     def collect(self) -> Iterable[Metric]:
-        """Read ``bus.stats()`` once and return every family with one sample per type."""
-        counters, gauges = self._families()
+        """Read ``bus.stats()`` once and return every family with one sample per type
+        (the ``broker`` families: per type routed through a transport that reports them)."""
+        counters, gauges, broker_counters, pending = self._families()
         const = list(self._const.values())
         for event_type, stats in self._bus.stats().items():
             values = [*const, self._type_name(event_type)]
@@ -113,7 +136,14 @@ class DispatcherCollector(Collector):
                 family.add_metric(values, getattr(stats, field))
             for gauge, (field, _) in zip(gauges, _GAUGES, strict=True):
                 gauge.add_metric(values, getattr(stats, field))
-        return [*counters, *gauges]
+            broker = stats.broker
+            if broker is None:
+                continue
+            for family, (field, _) in zip(broker_counters, _BROKER_COUNTERS, strict=True):
+                family.add_metric(values, getattr(broker, field))
+            if broker.pending is not None:
+                pending.add_metric(values, broker.pending)
+        return [*counters, *gauges, *broker_counters, pending]
 
 
 class HandlerMetrics:

@@ -264,3 +264,56 @@ async def test_log_records_carry_event_type_and_id(caplog: pytest.LogCaptureFixt
     assert all(secret not in r.getMessage() and "Job(n=" not in r.getMessage()
                for r in caplog.records)  # fmt: skip
     assert event_logging.current_event() is None
+
+
+async def test_metrics_carry_the_broker_figures_of_routed_types() -> None:
+    from collections.abc import Sequence
+
+    from eventcore import BrokerStats
+
+    class Silent:
+        """A routed type's source that never delivers (the figures are what matter)."""
+
+        async def fetch(self, room: int) -> Sequence[tuple[Any, Any]]:
+            import anyio
+
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    class ReportingTransport:
+        async def send(self, event_type: type, event: Any) -> None:
+            pass
+
+        def source(self, event_type: type) -> Silent:
+            return Silent()
+
+        def broker_stats(self, event_type: type) -> BrokerStats:
+            return BrokerStats(pending=7, redelivered=2, acked=40, nacked=1, dead_lettered=3)
+
+    @dataclass
+    class Routed:
+        n: int
+
+    @dataclass
+    class Local:
+        n: int
+
+    bus = Dispatcher()
+    bus.configure(Routed, transport=ReportingTransport())
+    registry = CollectorRegistry()
+    prometheus.instrument(bus, registry=registry, histograms=False)
+    async with bus:
+        await bus.publish(Routed(1))
+        await bus.publish(Local(1))
+        text = generate_latest(registry).decode()
+    assert 'eventcore_broker_pending{event_type="' in text
+    assert 'Routed"} 7.0' in text
+    assert "eventcore_broker_acked_total" in text
+    assert 'Routed"} 40.0' in text
+    assert "eventcore_broker_dead_lettered_total" in text
+    # an in-memory type has no broker series
+    assert not [
+        line
+        for line in text.splitlines()
+        if line.startswith("eventcore_broker") and "Local" in line
+    ]
