@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest contract bench bench-quick bench-profile bench-wire clean
+.PHONY: demo demo-nats test lint typecheck pytest contract bench bench-quick bench-profile bench-wire clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m eventcore demo
+
+# Scale-out on NATS JetStream: a FastAPI producer, two workers sharing the load (a
+# private nats-server is started when none answers on 127.0.0.1:4222).
+demo-nats: $(STAMP)
+	$(BIN)/python -m examples.nats_scaleout
 
 test: lint typecheck pytest
 
