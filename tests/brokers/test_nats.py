@@ -455,3 +455,34 @@ async def test_other_types_stay_in_memory(make: Make) -> None:
     assert bus.transport_of(Other) is None
     assert bus.stats(Other).broker is None
     assert bus.stats(Order).broker is not None
+
+
+def test_the_scale_out_demo_shares_the_load_between_two_workers() -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    url = urlsplit(NATS_URL)
+    require("NATS", url.hostname or "127.0.0.1", url.port or 4222)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.nats_scaleout", "--seconds", "1.5"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "EVENTCORE_DEMO_PREFIX": "t" + uuid.uuid4().hex[:8]},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(
+        r"(\d+) orders accepted \((\d+) refused.*: (\d+) \+ (\d+) = (\d+)", done.stdout
+    )
+    assert found, done.stdout[-2000:]
+    accepted, _, first, second, handled = map(int, found.groups())
+    assert accepted > 0
+    assert handled == accepted
+    assert first > 0
+    assert second > 0  # both workers took a share
