@@ -627,10 +627,10 @@ class NatsTransport:
             )
         event_id = self._retry_id(event) or new_event_id()
         key = None if route.key is None else route.key(event)
-        partition = 0 if route.partitions == 1 else partition_of(key, route.partitions)
-        data = codec.encode(
+        data = codec.encode(  # raises EncodeError for a key that is not a JSON value
             event, event_type=event_type, key=key, id=event_id, traceparent=_traceparent()
         )
+        partition = 0 if route.partitions == 1 else partition_of(key, route.partitions)
         for group in self.groups:  # usually one: the service's own group
             reply = await self._request(
                 f"{route.subject(group)}.{partition}",
