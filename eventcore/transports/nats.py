@@ -680,6 +680,10 @@ class NatsTransport:
         try:
             await nc.publish(subject, data, reply=self._reply_prefix + token, headers=headers)
             return await asyncio.wait_for(future, self.publish_timeout)
+        except asyncio.CancelledError:
+            # cancelled after sending: it may be stored; a retry must not duplicate it
+            self._remember(event, headers["Nats-Msg-Id"])
+            raise
         except asyncio.TimeoutError:
             event_id = headers["Nats-Msg-Id"]
             self._remember(event, event_id)
@@ -717,6 +721,8 @@ class NatsTransport:
             return None
 
     def _remember(self, event: Any, event_id: str) -> None:
+        if event is None:  # a dead letter: its id is derived from the message
+            return
         try:
             self._unconfirmed[event] = event_id
         except TypeError:

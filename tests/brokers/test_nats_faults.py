@@ -207,3 +207,44 @@ def test_a_slow_consumer_holds_the_publisher_back(server: PrivateServer, tmp_pat
     assert rss[-1] - rss[len(rss) // 5] < 8 * 1024, rss  # kB: flat after warming up
     report = check(map(str, range(1500)), worker.started())
     assert not report.lost, str(report)
+
+
+def test_an_unconfirmed_or_cancelled_publish_is_safe_to_retry(
+    server: PrivateServer, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    import anyio
+    import nats as nats_client
+
+    url = f"nats://127.0.0.1:{server.port}"
+    assert server.process is not None
+    pid = server.process.pid
+
+    async def scenario() -> int:
+        from eventcore.transports.nats import NatsTransport
+
+        bus = Dispatcher(
+            transport=NatsTransport(url, group="g", prefix="retry", publish_timeout=0.5)
+        )
+        async with bus:
+            await bus.publish(Job(0))  # the stream exists; the server answers
+            os.kill(pid, signal.SIGSTOP)  # the server stops answering
+            try:
+                with pytest.raises(PublishUnconfirmed) as unconfirmed:
+                    await bus.publish(Job(1))
+                with anyio.move_on_after(0.2) as cancelled:
+                    await bus.publish(Job(2))
+                assert cancelled.cancelled_caught
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert unconfirmed.value.event_type is Job
+            await bus.publish(Job(1))  # the same events again: deduplicated by their ids
+            await bus.publish(Job(2))
+        nc = await nats_client.connect(url)
+        info = await nc.jetstream().stream_info("retry_g__fault_nats_jobs")
+        await nc.close()
+        return info.state.messages
+
+    assert asyncio.run(scenario()) == 3
