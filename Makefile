@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats test lint typecheck pytest contract bench bench-quick bench-profile bench-wire clean
+.PHONY: demo demo-nats test lint typecheck pytest contract bench bench-quick bench-profile bench-wire bench-nats clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench-profile: $(VENV)/.bench-installed
 # The wire codec beside raw msgspec and raw pydantic (< 2 min): bench/out/wire.json.
 bench-wire: $(STAMP)
 	$(BIN)/python -m bench.wire
+
+# The NATS JetStream transport beside raw nats-py and FastStream (issue 12, < 2 min;
+# needs a NATS server with JetStream, EVENTCORE_NATS_URL or 127.0.0.1:4222):
+# bench/out/nats.json, cProfile reports in bench/out/nats-profile-*.txt.
+bench-nats: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.nats_transport --profile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
