@@ -358,7 +358,11 @@ class Delivery:
         if not matched and self.dead_letter_unmatched:
             self.reporter.dead_letter(DeadLetter(event, DeadLetterReason.UNMATCHED))
         if envelope is not None:
-            envelope.finish(results)
+            if not subscriptions and envelope.receipt is not None:
+                # nobody here handles its type any more: give it back to the broker
+                envelope.finish(results, DropReason.SHUTDOWN)
+            else:
+                envelope.finish(results)
         return True
 
     async def _call(

@@ -95,8 +95,8 @@ class PublishUnconfirmed(TransportError, TimeoutError):
     """The broker did not acknowledge a routed publish in time.
 
     The outcome is unknown: the event may or may not be stored. Publishing the same
-    event again is safe: it is sent under the same event id, which the broker
-    deduplicates (within the stream's duplicate window).
+    event object again is safe: it is sent under the same event id, which the
+    broker deduplicates (within the stream's duplicate window).
 
     :ivar event_type: the type of the event
     :ivar event_id: the id it was sent under

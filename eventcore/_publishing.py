@@ -319,6 +319,12 @@ class Publishing(DispatcherCore):
                             state.event_type,
                         ) from None
                     await anyio.sleep(_SEND_RETRY)
+                    if id(state.route) not in self._opened:  # shutdown closed the transport
+                        state.refused += 1
+                        raise DispatcherClosed(
+                            "the dispatcher stopped while this publish waited for room on "
+                            "the broker: the event was not sent"
+                        ) from None
                     continue
                 if state.overflow is Overflow.RAISE:
                     state.refused += 1

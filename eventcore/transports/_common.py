@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from typing import Any
 
@@ -12,7 +11,6 @@ import msgspec
 from .._errors import InvalidConfiguration
 
 _encode = msgspec.json.Encoder().encode
-_CREDENTIALS = re.compile(r"(?<=://)[^@/]*@")
 
 
 def partition_of(key: Any, partitions: int) -> int:
@@ -35,6 +33,18 @@ def require_asyncio(transport: str) -> None:
         ) from None
 
 
-def redact(url: str) -> str:
-    """*url* without its user and password (``nats://***@host:4222``)."""
-    return _CREDENTIALS.sub("***@", url)
+def redact(text: str) -> str:
+    """*text* (a URL, or a message that may quote URLs) without user names,
+    passwords or tokens: everything before the last ``@`` of a word becomes ``***``
+    (``nats://***@host:4222``), with or without a scheme."""
+    return " ".join(_redact_word(word) for word in text.split(" "))
+
+
+def _redact_word(word: str) -> str:
+    if "@" not in word:
+        return word
+    scheme, separator, rest = word.partition("://")
+    if not separator:
+        scheme, rest = "", word
+    host = rest.rpartition("@")[2]
+    return f"{scheme}{separator}***@{host}"

@@ -33,7 +33,7 @@ How a routed type maps onto JetStream (``prefix`` defaults to ``eventcore``):
 
 ``publish`` returns once JetStream acknowledged the write; the message id header
 (``Nats-Msg-Id``) is the event id, so a retry after :class:`PublishUnconfirmed`
-is deduplicated within ``duplicate_window``. A fetched message ends in one
+of the same event object is deduplicated within ``duplicate_window``. A fetched message ends in one
 verdict: handled -> ack; failed after the local retries -> dead letter, ack;
 shutdown before it was handled -> nak (another process takes it at once);
 undecodable, unknown, or delivered more than ``max_deliver`` times -> dead
@@ -54,7 +54,9 @@ import contextvars
 import json
 import logging
 import re
-from collections import OrderedDict
+import time
+import zlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +80,7 @@ try:
         StorageType,
         StreamConfig,
     )
+    from nats.js.client import JetStreamContext
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "eventcore.transports.nats needs nats-py: pip install 'eventcore[nats]'", name=exc.name
@@ -86,7 +89,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
-    from nats.js.client import JetStreamContext
 
     from .._dispatcher import Dispatcher
 
@@ -97,6 +99,12 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _STREAM_FULL = {10077, 10047, 10078}
 #: the status of a request nobody answered (JetStream not ready)
 _NO_RESPONDERS = 503
+#: replies after which a stream is checked (and created) again before the next write
+_GONE = {_NO_RESPONDERS, 10059}
+#: bytes of a message's max_payload kept for its headers (Nats-Msg-Id and framing)
+_HEADER_ROOM = 256
+#: how long a fetch waits for more partitions once one answered, in seconds
+_PARTITION_GRACE = 0.005
 #: the most messages one fetch asks for
 _MAX_BATCH = 256
 #: how many unconfirmed event ids are remembered for safe retries
@@ -128,6 +136,13 @@ def _context_of(traceparent: str | None) -> contextvars.Context | None:
     return context
 
 
+def stream_name(prefix: str, group: str, name: str) -> str:
+    """The JetStream stream of *group*'s copy of the events named *name*: readable,
+    with a short hash of the exact name, so ``a.b_c`` and ``a_b.c`` differ."""
+    digest = zlib.crc32(name.encode()) & 0xFFFF
+    return f"{prefix}_{group}__{name.replace('.', '_')}_{digest:04x}"
+
+
 def _check_token(what: str, value: object) -> str:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise InvalidConfiguration(
@@ -157,6 +172,8 @@ class _Route:
         self.subscriptions: list[Any] = []
         self.next_partition = 0
         self.pending: int | None = None
+        #: the last pending figure per partition subject, summed into ``pending``
+        self.pending_of: dict[str, int] = {}
         self.redelivered = 0
         self.acked = 0
         self.nacked = 0
@@ -166,11 +183,16 @@ class _Route:
 
     def stream(self, group: str) -> str:
         """The stream that holds *group*'s copy of this type's events."""
-        return f"{self.prefix}_{group}__{self.name.replace('.', '_')}"
+        return stream_name(self.prefix, group, self.name)
 
     def subject(self, group: str) -> str:
         """The subject prefix of *group*'s stream (a partition number follows)."""
         return f"{self.prefix}.{group}.{self.name}"
+
+    def keep_figures(self, old: _Route) -> None:
+        """Carry *old*'s counters over (the route was rebuilt for a new layout)."""
+        self.redelivered, self.acked, self.nacked = old.redelivered, old.acked, old.nacked
+        self.terminated, self.dead_lettered = old.terminated, old.dead_lettered
 
     def stats(self) -> BrokerStats:
         return BrokerStats(
@@ -181,6 +203,22 @@ class _Route:
             terminated=self.terminated,
             dead_lettered=self.dead_lettered,
         )
+
+
+class _Sending:
+    """One event on its way: its id, and the groups whose streams stored it."""
+
+    __slots__ = ("event", "id", "since", "stored")
+
+    def __init__(self, event: Any, event_id: str) -> None:
+        self.event = event
+        self.id = event_id
+        self.since = time.monotonic()
+        self.stored: set[str] = set()
+
+    def expired(self, transport: NatsTransport) -> bool:
+        """Past the duplicate window, a re-send would no longer be deduplicated."""
+        return time.monotonic() - self.since > transport.duplicate_window
 
 
 class NatsReceipt:
@@ -332,9 +370,12 @@ class NatsTransport:
         self._routes: dict[type, _Route] = {}
         self._reply_prefix = ""
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._unconfirmed: OrderedDict[Any, str] = OrderedDict()
+        #: publishes that did not complete, by the identity of their event
+        self._unconfirmed: dict[int, _Sending] = {}
         self._held: dict[int, NatsReceipt] = {}
-        self._settling: list[tuple[NatsReceipt, Verdict]] = []
+        self._settling: deque[tuple[NatsReceipt, Verdict]] = deque()
+        self._flushing = asyncio.Lock()
+        self._closing = False
         self._settle_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dead_letters_ready = False
@@ -354,14 +395,12 @@ class NatsTransport:
         :raises TransportError: the server cannot be reached
         """
         require_asyncio("NATS")
-        self._bus = bus
-        self._codec = Codec(
-            bus.names,
-            format=self._format,  # type: ignore[arg-type]  # checked in __init__
-            max_size=self._max_size,
-            keys=lambda t: bus.config(t).key,
-        )
+        if self._nc is not None:
+            raise InvalidConfiguration(
+                f"{self!r} is already open for another dispatcher: give each its own transport"
+            )
         self._settle_wanted = asyncio.Event()
+        self._closing = False
         try:
             # the first connection is bounded; after it, the client reconnects forever
             self._nc = await asyncio.wait_for(
@@ -383,6 +422,15 @@ class NatsTransport:
                 f"cannot connect to NATS at {', '.join(redact(s) for s in self._servers)}: "
                 f"{type(exc).__name__}: {redact(str(exc))}"
             ) from None
+        # the envelope and its header must fit the server's max_payload
+        max_size = min(self._max_size, self._nc.max_payload - _HEADER_ROOM)
+        self._bus = bus
+        self._codec = Codec(
+            bus.names,
+            format=self._format,  # type: ignore[arg-type]  # checked in __init__
+            max_size=max_size,
+            keys=lambda t: bus.config(t).key,
+        )
         try:
             await self._prepare(bus)
         except BaseException:
@@ -413,6 +461,12 @@ class NatsTransport:
         if nc is None:
             return
         try:
+            await self._give_back_unfetched()
+            self._closing = True
+            self._settle_wanted.set()
+            settler = self._tasks[0] if self._tasks else None
+            if settler is not None:  # it ends once everything settled went out
+                await asyncio.wait({settler}, timeout=self.publish_timeout * 2)
             await self._flush_settled()
         finally:
             for task in self._tasks:
@@ -436,7 +490,28 @@ class NatsTransport:
                     redact(str(exc)),
                 )
             finally:
-                await nc.close()
+                try:
+                    await nc.close()
+                except Exception as exc:  # the server went away first
+                    logger.warning("closing the NATS connection: %s", redact(str(exc)))
+
+    async def _give_back_unfetched(self) -> None:
+        """Nak the messages that reached this process after its pumps stopped (a pull
+        cancelled while its message was on the way waits in the subscription's queue),
+        so that another process of the group gets them now, not after ``ack_wait``."""
+        for route in self._routes.values():
+            for sub in route.subscriptions:
+                # nats-py keeps them in the subscription's pending queue (no public API)
+                queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+                while queue is not None and not queue.empty():
+                    msg = queue.get_nowait()
+                    if not msg.reply or JetStreamContext.is_status_msg(msg):
+                        continue
+                    try:
+                        await msg.nak()
+                        route.nacked += 1
+                    except Exception as exc:
+                        logger.debug("nak at close failed: %s", redact(str(exc)))
 
     async def _on_error(self, exc: Exception) -> None:
         if self._nc is None:  # not connected yet: open() reports it
@@ -465,27 +540,50 @@ class NatsTransport:
         if route is not None and route.stream_ready:
             return route
         bus, codec, js = self._require_open()
-        if route is None:
+        key = bus.config(event_type).key
+        if route is None or (route.key is None) != (key is None):  # new, or re-keyed
             name = codec.names.resolve(event_type).name
-            route = _Route(
-                event_type, name, self.prefix, bus.config(event_type).key, self.partitions
-            )
-            self._routes[event_type] = route
+            fresh = _Route(event_type, name, self.prefix, key, self.partitions)
+            if route is not None:
+                fresh.keep_figures(route)
+            route = self._routes[event_type] = fresh
+        route.key = key
         async with route.lock:
             if not route.stream_ready:
                 for group in self.groups:
-                    await self._ensure_stream(
-                        js,
-                        route.stream(group),
-                        [f"{route.subject(group)}.*"],
-                        self.max_msgs,
-                        self.max_bytes,
-                        RetentionPolicy.WORK_QUEUE,
-                    )
-                    for durable, subject in self._consumers(route, group):
-                        await self._ensure_consumer(js, route, group, durable, subject)
+                    await self._ensure_group(js, route, group)
                 route.stream_ready = True
         return route
+
+    async def _ensure_group(self, js: JetStreamContext, route: _Route, group: str) -> None:
+        """Create or check *group*'s stream of *route* and its durable consumers; the
+        group's consumers already there must be exactly this layout's."""
+        stream = route.stream(group)
+        await self._ensure_stream(
+            js,
+            stream,
+            [f"{route.subject(group)}.*"],
+            self.max_msgs,
+            self.max_bytes,
+            RetentionPolicy.WORK_QUEUE,
+        )
+        wanted = self._consumers(route, group)
+        names = {durable for durable, _ in wanted}
+        present = {
+            info.name
+            for info in await js.consumers_info(stream)
+            if info.name == group or info.name.startswith(f"{group}-")
+        }
+        if present - names:
+            raise InvalidConfiguration(
+                f"the NATS stream {stream} has the consumers {sorted(present)} for group "
+                f"{group!r}, but this process expects {sorted(names)} (key "
+                f"{'set' if route.key is not None else 'not set'}, partitions="
+                f"{route.partitions}): every process of a group must use the same key and "
+                "partitions; to change them, delete the group's consumers when no process runs"
+            )
+        for durable, subject in wanted:
+            await self._ensure_consumer(js, route, group, durable, subject)
 
     def _consumers(self, route: _Route, group: str) -> list[tuple[str, str]]:
         """The durable consumers of *group* on *route*, with their filter subjects."""
@@ -545,16 +643,7 @@ class NatsTransport:
         async with route.lock:
             if not route.subscriptions:
                 if self.group not in self.groups:  # it consumes without publishing to it
-                    await self._ensure_stream(
-                        js,
-                        route.stream(self.group),
-                        [f"{route.subject(self.group)}.*"],
-                        self.max_msgs,
-                        self.max_bytes,
-                        RetentionPolicy.WORK_QUEUE,
-                    )
-                    for durable, subject in self._consumers(route, self.group):
-                        await self._ensure_consumer(js, route, self.group, durable, subject)
+                    await self._ensure_group(js, route, self.group)
                 route.subscriptions = [
                     await js.pull_subscribe_bind(durable, route.stream(self.group))
                     for durable, _ in self._consumers(route, self.group)
@@ -625,25 +714,41 @@ class NatsTransport:
                 f"NATS is unreachable (reconnecting): no room for {event_type.__qualname__}",
                 event_type,
             )
-        event_id = self._retry_id(event) or new_event_id()
+        sending = self._unconfirmed.pop(id(event), None)
+        if sending is None or sending.event is not event or sending.expired(self):
+            sending = _Sending(event, new_event_id())
+        try:
+            await self._send_once(route, codec, sending)
+        except BaseException:
+            # refused, unconfirmed or cancelled: publishing this event object again
+            # re-sends it under its id, and only to the groups that did not store it
+            self._unconfirmed[id(event)] = sending
+            while len(self._unconfirmed) > _REMEMBERED:
+                del self._unconfirmed[next(iter(self._unconfirmed))]
+            raise
+
+    async def _send_once(self, route: _Route, codec: Codec, sending: _Sending) -> None:
+        event, event_type = sending.event, route.event_type
         key = None if route.key is None else route.key(event)
         data = codec.encode(  # raises EncodeError for a key that is not a JSON value
-            event, event_type=event_type, key=key, id=event_id, traceparent=_traceparent()
+            event, event_type=event_type, key=key, id=sending.id, traceparent=_traceparent()
         )
         partition = 0 if route.partitions == 1 else partition_of(key, route.partitions)
         for group in self.groups:  # usually one: the service's own group
+            if group in sending.stored:
+                continue
             reply = await self._request(
                 f"{route.subject(group)}.{partition}",
                 data,
-                {"Nats-Msg-Id": event_id},
+                {"Nats-Msg-Id": sending.id},
                 event_type,
-                event,
             )
             error = reply.get("error")
             if error is not None:
-                if len(self.groups) > 1:  # a retry re-sends it to every group, deduplicated
-                    self._remember(event, event_id)
+                if error.get("err_code") in _GONE:  # the stream vanished or is restarting
+                    route.stream_ready = False
                 raise self._refused(route, group, error)
+            sending.stored.add(group)
 
     def _refused(self, route: _Route, group: str, error: dict[str, Any]) -> Exception:
         """The error for a write JetStream refused."""
@@ -663,12 +768,7 @@ class NatsTransport:
         )
 
     async def _request(
-        self,
-        subject: str,
-        data: bytes,
-        headers: dict[str, str],
-        event_type: type,
-        event: Any,
+        self, subject: str, data: bytes, headers: dict[str, str], event_type: type
     ) -> dict[str, Any]:
         """Publish with a reply subject; wait for JetStream's answer (pipelined: many
         publishes share one reply subscription, as nats-py's ``publish_async``)."""
@@ -680,13 +780,8 @@ class NatsTransport:
         try:
             await nc.publish(subject, data, reply=self._reply_prefix + token, headers=headers)
             return await asyncio.wait_for(future, self.publish_timeout)
-        except asyncio.CancelledError:
-            # cancelled after sending: it may be stored; a retry must not duplicate it
-            self._remember(event, headers["Nats-Msg-Id"])
-            raise
         except asyncio.TimeoutError:
             event_id = headers["Nats-Msg-Id"]
-            self._remember(event, event_id)
             raise PublishUnconfirmed(
                 f"JetStream did not acknowledge a {event_type.__qualname__} within "
                 f"{self.publish_timeout} s: it may or may not be stored. Publishing the same "
@@ -711,25 +806,6 @@ class NatsTransport:
         except ValueError:
             future.set_result({"error": {"description": "an unreadable acknowledgement"}})
 
-    def _retry_id(self, event: Any) -> str | None:
-        """The id an earlier, unconfirmed publish of *event* was sent under."""
-        if not self._unconfirmed:
-            return None
-        try:
-            return self._unconfirmed.pop(event, None)
-        except TypeError:  # unhashable: a retry is sent under a new id
-            return None
-
-    def _remember(self, event: Any, event_id: str) -> None:
-        if event is None:  # a dead letter: its id is derived from the message
-            return
-        try:
-            self._unconfirmed[event] = event_id
-        except TypeError:
-            return
-        while len(self._unconfirmed) > _REMEMBERED:
-            self._unconfirmed.popitem(last=False)
-
     # -- consuming -------------------------------------------------------------------
 
     def source(self, event_type: type) -> NatsSource:
@@ -740,33 +816,53 @@ class NatsTransport:
         route = await self._route(event_type)
         if not route.subscriptions:
             await self._subscribe(route)
-        if route.partitions == 1:
-            messages = await self._pull(route.subscriptions[0], min(room, _MAX_BATCH))
-        else:
-            messages = await self._pull_partitions(route, room)
+        try:
+            if route.partitions == 1:
+                messages = await self._pull(route.subscriptions[0], min(room, _MAX_BATCH))
+            else:
+                messages = await self._pull_partitions(route, room)
+        except nats.js.errors.NotFoundError:  # the stream or consumer vanished
+            route.stream_ready = False
+            route.subscriptions = []
+            raise
         return [fetched for msg in messages if (fetched := self._receive(route, msg)) is not None]
 
-    async def _pull(self, subscription: Any, batch: int) -> list[Msg]:
+    async def _pull(self, subscription: Any, batch: int, wait: float | None = None) -> list[Msg]:
         try:
-            return list(await subscription.fetch(batch, timeout=self.fetch_wait))
+            return list(await subscription.fetch(batch, timeout=wait or self.fetch_wait))
         except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came: ask again
             return []
 
     async def _pull_partitions(self, route: _Route, room: int) -> list[Msg]:
         """One message from each of up to *room* partitions (each has at most one in
-        flight), starting where the last fetch stopped."""
+        flight), starting where the last fetch stopped. Returns soon after the first
+        partition answers; the pulls still waiting are cancelled (a message that was
+        on its way is picked up by that partition's next pull)."""
         count = min(room, route.partitions)
         start = route.next_partition
         route.next_partition = (start + count) % route.partitions
         chosen = [route.subscriptions[(start + i) % route.partitions] for i in range(count)]
-        results = await asyncio.gather(*(self._pull(sub, 1) for sub in chosen))
-        return [msg for batch in results for msg in batch]
+        pulls = [asyncio.ensure_future(self._pull(sub, 1)) for sub in chosen]
+        try:
+            done, waiting = await asyncio.wait(pulls, return_when=asyncio.FIRST_COMPLETED)
+            if waiting and any(not pull.exception() and pull.result() for pull in done):
+                await asyncio.wait(waiting, timeout=_PARTITION_GRACE)
+        finally:
+            for pull in pulls:
+                pull.cancel()
+            outcomes = await asyncio.gather(*pulls, return_exceptions=True)
+        messages = [msg for outcome in outcomes if isinstance(outcome, list) for msg in outcome]
+        errors = [e for e in outcomes if isinstance(e, Exception)]
+        if errors and not messages:
+            raise errors[0]
+        return messages
 
     def _receive(self, route: _Route, msg: Msg) -> tuple[Any, NatsReceipt] | None:
         """Decode one message: the event and its receipt, or None if it was dead-lettered."""
         bus, codec, _ = self._require_open()
         metadata = msg.metadata
-        route.pending = metadata.num_pending
+        route.pending_of[msg.subject] = metadata.num_pending
+        route.pending = sum(route.pending_of.values())
         delivered = metadata.num_delivered
         if delivered > 1:
             route.redelivered += 1
@@ -813,15 +909,19 @@ class NatsTransport:
         self._settle_wanted.set()
 
     async def _settler(self) -> None:
+        """Send the acks / naks / terms as receipts are settled; at close, end once
+        everything settled went out."""
         while True:
             await self._settle_wanted.wait()
             await self._flush_settled()
+            if self._closing and not self._settling:
+                return
 
     async def _flush_settled(self) -> None:
-        self._settle_wanted.clear()
-        while self._settling:
-            batch, self._settling = self._settling, []
-            for receipt, verdict in batch:
+        async with self._flushing:  # the settler and close() never interleave
+            self._settle_wanted.clear()
+            while self._settling:
+                receipt, verdict = self._settling.popleft()  # what is left stays visible
                 try:
                     await self._apply(receipt, verdict)
                 except Exception as exc:  # JetStream redelivers what it never heard of
@@ -872,7 +972,7 @@ class NatsTransport:
             "Nats-Msg-Id": f"{route.stream(self.group)}:{msg.metadata.sequence.stream}",
         }
         reply = await self._request(
-            f"{self.prefix}.dead.{route.name}", msg.data, headers, route.event_type, None
+            f"{self.prefix}.dead.{route.name}", msg.data, headers, route.event_type
         )
         if "error" in reply:
             logger.error(
@@ -895,6 +995,11 @@ class NatsTransport:
                     logger.debug("in_progress failed: %s", redact(str(exc)))
 
     # -- observing -------------------------------------------------------------------
+
+    def stream_of(self, name: str, group: str | None = None) -> str:
+        """The stream that holds the events named *name* for *group* (default: this
+        transport's group), e.g. to inspect it with the ``nats`` CLI."""
+        return stream_name(self.prefix, group or self.group, name)
 
     def broker_stats(self, event_type: type) -> BrokerStats:
         """The type's figures on JetStream as seen by this process."""

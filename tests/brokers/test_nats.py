@@ -18,9 +18,11 @@ import nats
 import pytest
 
 from eventcore import (
+    BrokerStats,
     DeadLetter,
     DeadLetterReason,
     Dispatcher,
+    DispatcherClosed,
     InvalidConfiguration,
     Overflow,
     PublishTimeout,
@@ -260,9 +262,7 @@ async def test_a_message_delivered_too_often_becomes_one_dead_letter(make: Make)
             f"{transport.prefix}.service.tests.nats.order.0",
             transport_codec_bytes(bus, Order(7)),
         )
-        sub = await js.pull_subscribe_bind(
-            "service", f"{transport.prefix}_service__tests_nats_order"
-        )
+        sub = await js.pull_subscribe_bind("service", transport.stream_of("tests.nats.order"))
         for _ in range(2):
             (msg,) = await sub.fetch(1, timeout=5)
             await msg.nak()
@@ -486,3 +486,254 @@ def test_the_scale_out_demo_shares_the_load_between_two_workers() -> None:
     assert handled == accepted
     assert first > 0
     assert second > 0  # both workers took a share
+
+
+# -- regressions: the hostile tester's findings ------------------------------------------
+
+
+@event("tests.nats.plain")
+@dataclass
+class Plain:
+    """Not frozen: unhashable, like most dataclasses."""
+
+    n: int
+
+
+async def test_acks_of_a_batch_reach_the_server_when_shutdown_follows_a_failure(
+    make: Make,
+) -> None:
+    first = Dispatcher(transport=make(ack_wait=3.0), on_error=lambda *a: None)
+    first.configure(Order, concurrency=20, queue_size=20)
+    gate = anyio.Event()
+
+    @first.on(Order)
+    async def handle(order: Order) -> None:
+        await gate.wait()
+        if order.fail:
+            raise RuntimeError(order.n)
+
+    with anyio.fail_after(LIMIT):
+        async with first:
+            for n in range(20):
+                await first.publish(Order(n, fail=n == 0))
+            await until(lambda: first.stats(Order).in_flight == 20)
+            gate.set()
+            await until(lambda: first.stats(Order).handled == 20)
+    assert first.stats(Order).broker == BrokerStats(
+        pending=first.stats(Order).broker.pending,  # type: ignore[union-attr]
+        acked=20,
+        dead_lettered=1,
+    )
+    again: list[int] = []
+    second = Dispatcher(transport=make(ack_wait=3.0))
+    second.subscribe(Order, lambda order: again.append(order.n))
+    with anyio.fail_after(LIMIT):
+        async with second:
+            await anyio.sleep(0.5)
+    assert again == []  # every ack went out: nothing came back
+
+
+async def test_events_queued_when_the_type_is_unsubscribed_go_back_to_the_group(
+    make: Make,
+) -> None:
+    bus = Dispatcher(transport=make(), queue_size=50)
+    gate = anyio.Event()
+    handled: list[int] = []
+
+    async def handle(order: Order) -> None:
+        handled.append(order.n)
+        await gate.wait()
+
+    subscription = bus.subscribe(Order, handle)
+    other = Dispatcher(transport=make())
+    later: list[int] = []
+    other.subscribe(Order, lambda order: later.append(order.n))
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(20):
+                await bus.publish(Order(n))
+            await until(lambda: bus.stats(Order).queued == 19)
+            subscription.unsubscribe()
+            gate.set()
+            await until(lambda: bus.stats(Order).queued == 0)
+        async with other:
+            await until(lambda: len(later) == 19)
+    assert handled == [0]
+    assert sorted(later) == list(range(1, 20))
+
+
+async def test_a_refused_write_to_one_of_two_groups_is_completed_without_copies(
+    make: Make,
+) -> None:
+    only_b = Dispatcher(transport=make("b", max_msgs=3))
+    producer = Dispatcher(transport=make("a", groups=["a", "b"], max_msgs=3))
+    a = Dispatcher(transport=make("a", max_msgs=3))
+    b = Dispatcher(transport=make("b", max_msgs=3))
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    a.subscribe(Plain, lambda e: seen["a"].append(e.n))
+    b.subscribe(Plain, lambda e: seen["b"].append(e.n))
+    late = Plain(99)  # not hashable: retried by identity
+    with anyio.fail_after(LIMIT):
+        async with only_b, producer:
+            for n in range(3):
+                await only_b.publish(Plain(n))  # b's stream is full, a's is empty
+            with pytest.raises(PublishTimeout):  # stored for a, refused by b
+                await producer.publish(late, timeout=0.3)
+            async with a, b:
+                await until(lambda: len(seen["b"]) == 3 and len(seen["a"]) == 1)
+                assert await producer.publish(late, timeout=5)  # the same object again
+                await until(lambda: len(seen["b"]) == 4)
+                await anyio.sleep(0.3)
+    assert seen == {"a": [99], "b": [0, 1, 2, 99]}  # one copy for each group
+
+
+async def test_one_busy_key_is_not_slowed_by_idle_partitions(make: Make) -> None:
+    bus = Dispatcher(transport=make(partitions=4, fetch_wait=2.0))
+    bus.configure(Keyed, key=lambda e: e.account)
+    seen: list[int] = []
+    bus.subscribe(Keyed, lambda e: seen.append(e.n))
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(6):
+                await bus.publish(Keyed("busy", n))
+            # each of the six waits one fetch: with 2 s per idle partition that was 12 s
+            with anyio.fail_after(3.0):
+                await until(lambda: len(seen) == 6)
+    assert seen == list(range(6))
+
+
+async def test_processes_of_one_group_with_another_layout_are_refused(make: Make) -> None:
+    first = Dispatcher(transport=make(partitions=4))
+    first.configure(Keyed, key=lambda e: e.account)
+    first.subscribe(Keyed, lambda e: None)
+    second = Dispatcher(transport=make(partitions=2))
+    second.configure(Keyed, key=lambda e: e.account)
+    second.subscribe(Keyed, lambda e: None)
+    unkeyed = Dispatcher(transport=make())
+    unkeyed.subscribe(Keyed, lambda e: None)
+    with anyio.fail_after(LIMIT):
+        async with first:
+            for bus in (second, unkeyed):
+                with pytest.raises(InvalidConfiguration, match="same key and partitions"):
+                    async with bus:
+                        pytest.fail("must not start")
+
+
+async def test_a_message_over_the_servers_max_payload_is_refused_before_sending(
+    make: Make,
+) -> None:
+    from eventcore.wire import MessageTooLarge
+
+    bus = Dispatcher(transport=make())
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            with pytest.raises(MessageTooLarge):
+                await bus.publish(Big("x" * (1024 * 1024 - 100)))
+            assert await bus.publish(Other(2))  # the connection is fine
+
+
+@event("tests.nats.big")
+@dataclass(frozen=True)
+class Big:
+    text: str
+
+
+@event("tests.nats.a_b")
+@dataclass(frozen=True)
+class Underscored:
+    n: int
+
+
+@event("tests.nats_a.b")
+@dataclass(frozen=True)
+class Dotted:
+    n: int
+
+
+async def test_names_that_differ_only_in_dots_and_underscores_get_their_own_streams(
+    make: Make,
+) -> None:
+    transport = make()
+    assert transport.stream_of("tests.nats.a_b") != transport.stream_of("tests.nats_a.b")
+    bus = Dispatcher(transport=transport)
+    seen: list[Any] = []
+    bus.subscribe(Underscored, seen.append)
+    bus.subscribe(Dotted, seen.append)
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            await bus.publish(Underscored(1))
+            await bus.publish(Dotted(2))
+            await until(lambda: len(seen) == 2)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nats://alice:p@ss@127.0.0.1:1",
+        "alice:s3cretpw@127.0.0.1:1",
+        "nats://alice:s3cr/et@127.0.0.1:1",
+        "nats://t0ken/xyz@127.0.0.1:1",
+    ],
+)
+async def test_credentials_of_every_shape_stay_hidden(url: str) -> None:
+    transport = NatsTransport(url, group="g", connect_timeout=0.3)
+    secrets = ("p@ss", "s3cretpw", "s3cr/et", "t0ken")
+    assert not [s for s in secrets if s in repr(transport)]
+    with pytest.raises(TransportError) as raised:
+        async with Dispatcher(transport=transport):
+            pass
+    assert not [s for s in secrets if s in str(raised.value)]
+
+
+async def test_a_transport_serves_one_dispatcher_at_a_time(make: Make) -> None:
+    transport = make()
+    with anyio.fail_after(LIMIT):
+        async with Dispatcher(transport=transport):
+            with pytest.raises(InvalidConfiguration, match="already open"):
+                async with Dispatcher(transport=transport):
+                    pytest.fail("must not start")
+
+
+async def test_a_publisher_waiting_on_a_full_stream_at_shutdown_gets_dispatcher_closed(
+    make: Make,
+) -> None:
+    bus = Dispatcher(transport=make(max_msgs=2), shutdown_timeout=0.2)
+    outcome: list[BaseException] = []
+
+    async def blocked() -> None:
+        try:
+            await bus.publish(Order(3))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(LIMIT):
+        async with anyio.create_task_group() as group, bus:
+            await bus.publish(Order(1))
+            await bus.publish(Order(2))
+            group.start_soon(blocked)
+            await anyio.sleep(0.2)
+    assert [type(exc) for exc in outcome] == [DispatcherClosed]
+
+
+async def test_pending_counts_every_partition(make: Make) -> None:
+    producer = Dispatcher(transport=make(partitions=4))
+    producer.configure(Keyed, key=lambda e: e.account)
+    with anyio.fail_after(LIMIT):
+        async with producer:
+            for n in range(200):
+                await producer.publish(Keyed(f"k{n % 16}", n))
+        consumer = Dispatcher(transport=make(partitions=4), queue_size=4)
+        consumer.configure(Keyed, key=lambda e: e.account)
+        gate = anyio.Event()
+
+        @consumer.on(Keyed)
+        async def slow(event: Keyed) -> None:
+            await gate.wait()
+
+        async with consumer:
+            await until(lambda: consumer.stats(Keyed).in_flight >= 1)
+            await until(lambda: len(consumer.transport_of(Keyed)._routes[Keyed].pending_of) == 4)
+            pending = consumer.stats(Keyed).broker.pending  # type: ignore[union-attr]
+            gate.set()
+    assert pending is not None
+    assert pending >= 190  # all four partitions, not one of them (about 50)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from eventcore import Dispatcher, PublishUnconfirmed
+from eventcore.transports.nats import NatsTransport
 
 from ._history import check
 from ._servers import PrivateServer, private_nats
@@ -223,28 +224,30 @@ def test_an_unconfirmed_or_cancelled_publish_is_safe_to_retry(
     pid = server.process.pid
 
     async def scenario() -> int:
-        from eventcore.transports.nats import NatsTransport
-
         bus = Dispatcher(
             transport=NatsTransport(url, group="g", prefix="retry", publish_timeout=0.5)
         )
         async with bus:
             await bus.publish(Job(0))  # the stream exists; the server answers
+            one, two = Job(1), Job(2)
             os.kill(pid, signal.SIGSTOP)  # the server stops answering
             try:
                 with pytest.raises(PublishUnconfirmed) as unconfirmed:
-                    await bus.publish(Job(1))
+                    await bus.publish(one)
                 with anyio.move_on_after(0.2) as cancelled:
-                    await bus.publish(Job(2))
+                    await bus.publish(two)
                 assert cancelled.cancelled_caught
             finally:
                 os.kill(pid, signal.SIGCONT)
             assert unconfirmed.value.event_type is Job
-            await bus.publish(Job(1))  # the same events again: deduplicated by their ids
-            await bus.publish(Job(2))
+            await bus.publish(one)  # the same events again: deduplicated by their ids
+            await bus.publish(two)
+            await bus.publish(Job(1))  # an equal but new event is a new event
         nc = await nats_client.connect(url)
-        info = await nc.jetstream().stream_info("retry_g__fault_nats_jobs")
+        info = await nc.jetstream().stream_info(
+            NatsTransport(url, group="g", prefix="retry").stream_of("fault.nats.jobs")
+        )
         await nc.close()
         return info.state.messages
 
-    assert asyncio.run(scenario()) == 3
+    assert asyncio.run(scenario()) == 4
