@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import json
 import logging
 import re
@@ -101,6 +102,8 @@ _STREAM_FULL = {10077, 10047, 10078}
 _NO_RESPONDERS = 503
 #: replies after which a stream is checked (and created) again before the next write
 _GONE = {_NO_RESPONDERS, 10059}
+#: what a positive publish acknowledgement is read as
+_STORED: dict[str, Any] = {}
 #: bytes of a message's max_payload kept for its headers (Nats-Msg-Id and framing)
 _HEADER_ROOM = 256
 #: how long a fetch waits for more partitions once one answered, in seconds
@@ -112,19 +115,23 @@ _REMEMBERED = 10_000
 
 _propagate: Any = None
 _otel_context: Any = None
+_current_span: Any = None
 try:  # the publisher's trace context crosses the process boundary when OTel is present
     from opentelemetry import context as _otel_context
     from opentelemetry import propagate as _propagate
+    from opentelemetry.trace import get_current_span as _current_span
 except ImportError:  # pragma: no cover - depends on the environment
     pass
 
 
 def _traceparent() -> str | None:
-    if _propagate is None:
+    """The W3C ``traceparent`` of the current span, if there is one."""
+    if _current_span is None:
         return None
-    carrier: dict[str, str] = {}
-    _propagate.inject(carrier)
-    return carrier.get("traceparent")
+    span = _current_span().get_span_context()
+    if not span.is_valid:
+        return None
+    return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
 
 
 def _context_of(traceparent: str | None) -> contextvars.Context | None:
@@ -369,6 +376,7 @@ class NatsTransport:
         self._js: JetStreamContext | None = None
         self._routes: dict[type, _Route] = {}
         self._reply_prefix = ""
+        self._tokens = itertools.count()
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         #: publishes that did not complete, by the identity of their event
         self._unconfirmed: dict[int, _Sending] = {}
@@ -774,7 +782,7 @@ class NatsTransport:
         publishes share one reply subscription, as nats-py's ``publish_async``)."""
         nc = self._nc
         assert nc is not None
-        token = new_event_id()
+        token = str(next(self._tokens))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[token] = future
         try:
@@ -801,8 +809,12 @@ class NatsTransport:
                 {"error": {"err_code": _NO_RESPONDERS, "description": "no stream responded"}}
             )
             return
+        data = msg.data
+        if b'"error"' not in data:  # the common case: a PubAck, which needs no parsing
+            future.set_result(_STORED)
+            return
         try:
-            future.set_result(json.loads(msg.data))
+            future.set_result(json.loads(data))
         except ValueError:
             future.set_result({"error": {"description": "an unreadable acknowledgement"}})
 
@@ -860,10 +872,9 @@ class NatsTransport:
     def _receive(self, route: _Route, msg: Msg) -> tuple[Any, NatsReceipt] | None:
         """Decode one message: the event and its receipt, or None if it was dead-lettered."""
         bus, codec, _ = self._require_open()
-        metadata = msg.metadata
-        route.pending_of[msg.subject] = metadata.num_pending
+        delivered, pending = _delivery_figures(msg)
+        route.pending_of[msg.subject] = pending
         route.pending = sum(route.pending_of.values())
-        delivered = metadata.num_delivered
         if delivered > 1:
             route.redelivered += 1
         receipt = NatsReceipt(self, route, msg, delivered, None)
@@ -1005,6 +1016,24 @@ class NatsTransport:
         """The type's figures on JetStream as seen by this process."""
         route = self._routes.get(event_type)
         return BrokerStats() if route is None else route.stats()
+
+
+def _delivery_figures(msg: Msg) -> tuple[int, int]:
+    """(deliveries, pending) of a JetStream message, read from its ack subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>``, or
+    the longer form with domain and account); nats-py's ``metadata`` also builds a
+    datetime per message, which costs more than the rest of the receipt."""
+    reply = msg.reply or ""
+    tokens = reply.split(".")
+    try:
+        if len(tokens) == 9:
+            return int(tokens[4]), int(tokens[8])
+        if len(tokens) >= 11:
+            return int(tokens[6]), int(tokens[10])
+    except ValueError:
+        pass
+    metadata = msg.metadata
+    return metadata.num_delivered, metadata.num_pending
 
 
 def _normal(value: Any) -> Any:

@@ -210,6 +210,18 @@ def test_a_slow_consumer_holds_the_publisher_back(server: PrivateServer, tmp_pat
     assert not report.lost, str(report)
 
 
+def all_stopped(pid: int) -> bool:
+    """Whether every thread of *pid* is stopped (a signal reaches them lazily)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return all((t / "stat").read_text().split(") ", 1)[1][0] == "T" for t in tasks)
+
+
+async def stopped(pid: int) -> None:
+    """Wait until the SIGSTOP sent to *pid* took hold."""
+    while not await asyncio.to_thread(all_stopped, pid):  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.01)
+
+
 def test_an_unconfirmed_or_cancelled_publish_is_safe_to_retry(
     server: PrivateServer, tmp_path: Path
 ) -> None:
@@ -231,6 +243,7 @@ def test_an_unconfirmed_or_cancelled_publish_is_safe_to_retry(
             await bus.publish(Job(0))  # the stream exists; the server answers
             one, two = Job(1), Job(2)
             os.kill(pid, signal.SIGSTOP)  # the server stops answering
+            await stopped(pid)
             try:
                 with pytest.raises(PublishUnconfirmed) as unconfirmed:
                     await bus.publish(one)
