@@ -1,0 +1,907 @@
+"""Redis Streams: route event types through consumer groups (``pip install "eventcore[redis]"``).
+
+::
+
+    from eventcore.transports.redis import RedisTransport
+
+    bus = Dispatcher(transport=RedisTransport("redis://127.0.0.1:6379/0", group="billing"))
+
+The mapping (see ``docs/TRANSPORTS.md``):
+
+* one stream per event type, ``{prefix}:{name}`` (a keyed type with
+  ``partitions=n`` also has ``{prefix}:{name}:1`` ... ``:{n-1}``, chosen by a
+  hash of the key); one consumer group per service (``group``); one consumer
+  per process and transport (host, pid and a random suffix: ``consumer``);
+* publish: one Lua script per event (``XLEN``, and at the length limit a trim
+  below what every group still needs, then ``XADD``), the concurrent publishes
+  of one event-loop tick in one pipeline; ``send`` returns once Redis answered;
+  a stream at ``max_len`` raises :class:`~eventcore.QueueFull` (the type's
+  overflow policy decides);
+* consume: ``XREADGROUP`` at most the room the local queue has, own pending
+  entries first (``0``), then new ones (``>``); entries idle past
+  ``claim_idle`` in crashed consumers are claimed (``XAUTOCLAIM``) by the next
+  fetch that has room; an entry delivered more than ``max_deliver`` times goes
+  to the dead-letter stream ``{prefix}:dead:{name}`` in one script with its
+  ``XACK``;
+* settle: ``XACK`` in batches on the transport's own task (HANDLED, FAILED),
+  FAILED and REJECTED also write the entry to the dead-letter stream in the same
+  script; SHUTDOWN leaves the entry pending (this consumer re-reads it when it
+  starts again, another one claims it after ``claim_idle``).
+
+A consumer group that vanishes (Redis restarted without persistence, the key
+deleted) raises :class:`GroupVanished` on every fetch, loudly logged by the
+dispatcher; it is recreated (from ``0``, never ``$``) only with ``recreate_group=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from .._deadletters import DeadLetter, DeadLetterReason
+from .._errors import EventcoreError, InvalidConfiguration, QueueFull
+from .._transport import BrokerStats, Verdict
+from .._wire.errors import DecodeError, WireError
+from ._common import partition_of, redact, require_asyncio
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - the extra is installed for the tests
+    raise ImportError(
+        'the Redis transport needs redis-py (redis >= 5): pip install "eventcore[redis]"',
+        name="redis",
+    ) from exc
+
+if TYPE_CHECKING:
+    from .._dispatcher import Dispatcher
+    from .._wire.codec import Codec
+
+logger = logging.getLogger("eventcore.redis")
+
+__all__ = ["GroupVanished", "RedisTransport"]
+
+#: the stream field that carries the encoded envelope
+FIELD = b"m"
+#: how long one XREADGROUP blocks on the server (ms); fetch loops until it has entries
+_BLOCK_MS = 1000
+#: the socket timeout of a client built from a URL: above the block time
+_SOCKET_TIMEOUT = 15.0
+#: the most publishes in one pipeline
+_MAX_BATCH = 1024
+#: how long publishes and acks retry a lost connection before giving up (s)
+_RECONNECT_FOR = 15.0
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+#: how often the janitor refreshes the group figures and trims acknowledged entries (s)
+_JANITOR_EVERY = 2.0
+#: dead-letter streams keep about this many entries
+_DEAD_MAX_LEN = 100_000
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+# The oldest entry that some group still needs: the smallest pending id of each
+# group, or its last-delivered id when nothing is pending, the least of them.
+# Entries below it were delivered to and acknowledged by every group.
+_FLOOR = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function floor(stream)
+  local best = nil
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    local f = info['last-delivered-id']
+    if tonumber(info['pending']) > 0 then
+      f = redis.call('XPENDING', stream, info['name'])[2]
+    end
+    if best == nil or older(f, best) then best = f end
+  end
+  return best
+end
+local function trim(stream)
+  local f = floor(stream)
+  if f then redis.call('XTRIM', stream, 'MINID', '~', f) end
+  return f
+end
+"""
+
+# KEYS: stream [, dedup key]; ARGV: max_len (0: none), message [, dedup ms]
+# -> the entry id; 0: the stream is full; 1: a duplicate (the id was sent before)
+_SEND = (
+    _FLOOR
+    + """
+local stream = KEYS[1]
+local limit = tonumber(ARGV[1])
+if limit > 0 and redis.call('XLEN', stream) >= limit then
+  local f = trim(stream)
+  if f and redis.call('XLEN', stream) >= limit then
+    redis.call('XTRIM', stream, 'MINID', f)
+  end
+  if redis.call('XLEN', stream) >= limit then return 0 end
+end
+if #KEYS > 1 and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return redis.call('XADD', stream, '*', 'm', ARGV[2])
+"""
+)
+
+# KEYS: stream; trims what every group acknowledged -> the floor, or nil
+_TRIM = _FLOOR + "\nif redis.call('EXISTS', KEYS[1]) == 1 then return trim(KEYS[1]) end"
+
+# KEYS: stream, dead-letter stream; ARGV: group, entry id, dead max len, field, value, ...
+_DEAD = """
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
+class GroupVanished(EventcoreError, RuntimeError):
+    """The consumer group of a stream is gone (Redis restarted without persistence,
+    or the key was deleted): events may have been lost, and it is not recreated
+    unless the transport was made with ``recreate_group=True``."""
+
+
+@dataclass
+class _Counters:
+    redelivered: int = 0
+    acked: int = 0
+    nacked: int = 0
+    terminated: int = 0
+    dead_lettered: int = 0
+    pending: int | None = None
+
+
+@dataclass
+class _Batch:
+    """The publishes of one tick: one pipeline, one answer each."""
+
+    items: list[tuple[str, str | None, bytes]] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Receipt:
+    """One fetched entry; ``settle`` queues its XACK (and dead letter) on the transport."""
+
+    __slots__ = ("context", "data", "deliveries", "entry", "source", "stream")
+
+    def __init__(
+        self,
+        source: _RedisSource,
+        stream: str,
+        entry: bytes,
+        data: bytes,
+        deliveries: int,
+        context: contextvars.Context | None,
+    ) -> None:
+        self.source = source
+        self.stream = stream
+        self.entry = entry
+        self.data = data
+        self.deliveries = deliveries
+        self.context = context
+
+    def settle(self, verdict: Verdict) -> None:
+        """Queue the entry's XACK (HANDLED, FAILED), its dead letter (FAILED,
+        REJECTED), or leave it pending (SHUTDOWN)."""
+        self.source.transport._settle(self, verdict)
+
+
+class RedisTransport:
+    """Routes event types through Redis Streams consumer groups (see the module doc).
+
+    :param url: ``redis://`` or ``rediss://`` (TLS), with ``user:password@`` for ACLs;
+        never logged or shown in reprs with its credentials
+    :param group: the consumer group: the service's name (each service gets every
+        event once; the processes of one service share them)
+    :param prefix: the first part of every key this transport writes
+    :param partitions: streams per keyed type, chosen by a hash of the event's key
+        (unkeyed types use one stream)
+    :param max_deliver: deliveries of one entry before it is dead-lettered unhandled
+    :param claim_idle: seconds an entry stays pending in a consumer before another
+        one of the group claims it (the consumer is presumed dead): longer than
+        the slowest handler
+    :param max_len: the most unacknowledged entries a stream holds; a publish into a
+        full stream raises :class:`~eventcore.QueueFull` (None: unbounded)
+    :param dedup: drop a publish whose event id was published in the last *dedup*
+        seconds (a retry after a lost connection); None: off
+    :param format: ``"json"`` or ``"msgpack"``
+    :param max_size: the largest message in bytes, checked before sending and reading
+    :param recreate_group: when a group vanishes, recreate it from the stream's
+        start (``0``) instead of raising :class:`GroupVanished`
+    :param client: a ``redis.asyncio.Redis`` of your own (TLS, ACL, sentinel...);
+        *url* is then ignored and the client is not closed by the transport
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        group: str,
+        prefix: str = "eventcore",
+        partitions: int = 1,
+        max_deliver: int = 5,
+        claim_idle: float = 30.0,
+        max_len: int | None = 100_000,
+        dedup: float | None = None,
+        format: Literal["json", "msgpack"] = "json",
+        max_size: int = 1024 * 1024,
+        recreate_group: bool = False,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        for label, value in (("group", group), ("prefix", prefix)):
+            if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+                raise InvalidConfiguration(f"{label} must be a non-empty word, got {value!r}")
+        for label, number in (("partitions", partitions), ("max_deliver", max_deliver)):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise InvalidConfiguration(f"{label} must be an int >= 1, got {number!r}")
+        if max_len is not None and (
+            isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1
+        ):
+            raise InvalidConfiguration(f"max_len must be an int >= 1 or None, got {max_len!r}")
+        for label, seconds in (("claim_idle", claim_idle), ("dedup", dedup)):
+            if seconds is not None and (
+                isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
+            ):
+                raise InvalidConfiguration(f"{label} must be a number of seconds > 0")
+        if format not in ("json", "msgpack"):
+            raise InvalidConfiguration(f"format must be 'json' or 'msgpack', got {format!r}")
+        self.url = url
+        self.group = group
+        self.prefix = prefix
+        self.partitions = partitions
+        self.max_deliver = max_deliver
+        self.claim_idle = float(claim_idle)
+        self.max_len = max_len
+        self.dedup = dedup
+        self.format: Literal["json", "msgpack"] = format
+        self.max_size = max_size
+        self.recreate_group = recreate_group
+        #: this process's consumer name in every group (reported in stats)
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._own_client = client is None
+        self._given_client = client
+        self._redis: Any = None
+        self._bus: Dispatcher | None = None
+        self._codec: Codec | None = None
+        self._shas: dict[str, str] = {}
+        self._batch: _Batch | None = None
+        self._counters: dict[type, _Counters] = defaultdict(_Counters)
+        #: (stream, entry id) fetched and not yet acknowledged on Redis
+        self._in_flight: set[tuple[str, bytes]] = set()
+        #: settled receipts whose XACK (and dead letter) is not sent yet
+        self._to_ack: list[tuple[_Receipt, Verdict, str]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sources: dict[type, _RedisSource] = {}
+        self._trace: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTransport({redact(self.url)!r}, group={self.group!r}, "
+            f"prefix={self.prefix!r}, consumer={self.consumer!r})"
+        )
+
+    # -- life --------------------------------------------------------------------------
+
+    async def open(self, bus: Dispatcher) -> None:
+        """Connect, load the scripts and start the ack/janitor task (asyncio only).
+
+        :raises InvalidConfiguration: not on asyncio, or a client that decodes responses
+        """
+        require_asyncio("Redis")
+        from .._wire.codec import Codec
+
+        self._bus = bus
+        self._codec = Codec.for_dispatcher(bus, format=self.format, max_size=self.max_size)
+        if self._given_client is not None:
+            self._redis = self._given_client
+            if self._redis.get_connection_kwargs().get("decode_responses"):
+                raise InvalidConfiguration(
+                    "the Redis transport needs a client with decode_responses=False "
+                    "(messages are bytes)"
+                )
+        else:
+            self._redis = aioredis.Redis.from_url(
+                self.url,
+                socket_timeout=_SOCKET_TIMEOUT,
+                socket_connect_timeout=5.0,
+                health_check_interval=10,
+                client_name=f"eventcore-{self.group}",
+            )
+        try:
+            await self._load_scripts()
+        except Exception as exc:
+            if self._own_client:
+                await self._redis.aclose()
+            self._redis = None
+            raise ConnectionError(
+                f"cannot reach Redis at {redact(self.url)}: {type(exc).__name__}: "
+                f"{redact(str(exc))}"
+            ) from None
+        self._trace = _trace_tools()
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            self._settler(), name=f"eventcore-redis-acks-{self.group}"
+        )
+
+    async def close(self) -> None:
+        """Stop the ack task, send the acks still queued, close the connections."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        with anyio.move_on_after(_RECONNECT_FOR) as scope:
+            while self._to_ack and self._redis is not None:
+                if not await self._flush_acks():
+                    await anyio.sleep(_BACKOFF_FIRST)
+        if scope.cancelled_caught:
+            logger.warning(
+                "%d acknowledgement(s) could not be sent before closing: those entries "
+                "stay pending and will be delivered again",
+                len(self._to_ack),
+            )
+        self._to_ack.clear()
+        self._in_flight.clear()
+        self._sources.clear()
+        if self._redis is not None and self._own_client:
+            await self._redis.aclose()
+        self._redis = None
+
+    async def _load_scripts(self) -> None:
+        for name, text in (("send", _SEND), ("trim", _TRIM), ("dead", _DEAD)):
+            self._shas[name] = await self._redis.script_load(text)
+
+    # -- names -------------------------------------------------------------------------
+
+    def _name(self, event_type: type) -> str:
+        assert self._bus is not None, "the transport is not open"
+        return self._bus.names.resolve(event_type).name
+
+    def stream_of(self, event_type: type, partition: int = 0) -> str:
+        """The stream of *event_type*'s partition *partition*."""
+        base = f"{self.prefix}:{self._name(event_type)}"
+        return base if partition == 0 else f"{base}:{partition}"
+
+    def streams_of(self, event_type: type) -> list[str]:
+        """Every stream *event_type*'s events may be on (all its partitions)."""
+        return [self.stream_of(event_type, p) for p in range(self.partitions)]
+
+    def dead_stream_of(self, event_type: type) -> str:
+        """The dead-letter stream of *event_type*."""
+        return f"{self.prefix}:dead:{self._name(event_type)}"
+
+    # -- publishing --------------------------------------------------------------------
+
+    async def send(self, event_type: type, event: Any) -> None:
+        """Append *event* to its stream; return once Redis acknowledged the XADD.
+
+        The publishes of one event-loop tick go out in one pipeline. Once its
+        message has joined a pipeline a publish is not cancelled before Redis
+        answered (it took effect, so it returns).
+
+        :raises QueueFull: the stream holds ``max_len`` unacknowledged entries
+        :raises WireError: the event cannot be encoded, or is too large
+        """
+        codec, bus = self._codec, self._bus
+        assert codec is not None, "the transport is not open"
+        assert bus is not None
+        key_of = bus.config(event_type).key
+        key = None if key_of is None else key_of(event)
+        traceparent = self._traceparent()
+        event_id = None
+        if self.dedup is not None:
+            from .._wire.ids import new_event_id
+
+            event_id = new_event_id()
+        data = codec.encode(
+            event, event_type=event_type, key=key, traceparent=traceparent, id=event_id
+        )
+        stream = self.stream_of(
+            event_type, 0 if key is None else partition_of(key, self.partitions)
+        )
+        dedup_key = None if event_id is None else f"{self.prefix}:dedup:{event_id}"
+        batch = self._batch
+        leader = batch is None or len(batch.items) >= _MAX_BATCH
+        if batch is None or leader:
+            batch = self._batch = _Batch()
+        index = len(batch.items)
+        batch.items.append((stream, dedup_key, data))
+        with anyio.CancelScope(shield=True):
+            if leader:
+                await asyncio.sleep(0)  # the other publishes of this tick join the batch
+                if self._batch is batch:
+                    self._batch = None
+                await self._publish(batch)
+            else:
+                await batch.done.wait()
+        result = batch.results[index]
+        if result == 0:
+            raise QueueFull(
+                f"the Redis stream {stream} holds max_len={self.max_len} entries that its "
+                f"consumer groups have not acknowledged: its consumers are not keeping up",
+                event_type,
+            )
+        if isinstance(result, BaseException):
+            raise result
+
+    async def _publish(self, batch: _Batch) -> None:
+        """Run *batch* as one pipeline, retrying a lost connection; answer every item."""
+        sha = self._shas["send"]
+        limit = str(self.max_len or 0)
+        ttl = str(int((self.dedup or 0) * 1000))
+        todo = list(range(len(batch.items)))
+        batch.results = [None] * len(batch.items)
+        pause, deadline = _BACKOFF_FIRST, time.monotonic() + _RECONNECT_FOR
+        try:
+            while todo:
+                pipe = self._redis.pipeline(transaction=False)
+                for i in todo:
+                    stream, dedup_key, data = batch.items[i]
+                    if dedup_key is None:
+                        pipe.execute_command("EVALSHA", sha, 1, stream, limit, data)
+                    else:
+                        pipe.execute_command(
+                            "EVALSHA", sha, 2, stream, dedup_key, limit, data, ttl
+                        )
+                try:
+                    answers = await pipe.execute(raise_on_error=False)
+                except _CONNECTION_ERRORS as exc:
+                    if time.monotonic() + pause > deadline:
+                        raise ConnectionError(
+                            f"Redis at {redact(self.url)} did not answer for "
+                            f"{_RECONNECT_FOR} s: {type(exc).__name__}"
+                        ) from None
+                    logger.warning("publishing to Redis failed (%s); retrying", type(exc).__name__)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _BACKOFF_MAX)
+                    continue
+                again = []
+                for i, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, NoScriptError):
+                        again.append(i)  # Redis restarted: the script did not run
+                    else:
+                        batch.results[i] = answer
+                if again:
+                    await self._load_scripts()
+                    sha = self._shas["send"]
+                todo = again
+        except BaseException as exc:
+            for i in todo:
+                batch.results[i] = exc
+            raise
+        finally:
+            batch.done.set()
+
+    def _traceparent(self) -> str | None:
+        tools = self._trace
+        if tools is None:
+            return None
+        carrier: dict[str, str] = {}
+        tools[0].inject(carrier)
+        return carrier.get("traceparent")
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def source(self, event_type: type) -> _RedisSource:
+        """This process's consumer of *event_type* in the transport's group."""
+        source = _RedisSource(self, event_type)
+        self._sources[event_type] = source
+        return source
+
+    def _settle(self, receipt: _Receipt, verdict: Verdict) -> None:
+        counters = self._counters[receipt.source.event_type]
+        if verdict is Verdict.SHUTDOWN:
+            counters.nacked += 1  # left pending: re-read on restart, or claimed
+            self._in_flight.discard((receipt.stream, receipt.entry))
+            return
+        why = {Verdict.FAILED: "handler_failed", Verdict.REJECTED: "rejected"}.get(verdict, "")
+        self._to_ack.append((receipt, verdict, why))
+        if self._wake is not None:
+            self._wake.set()
+
+    def _dead(self, receipt: _Receipt, why: str) -> None:
+        """Dead-letter *receipt*'s entry on Redis (in one script with its XACK)."""
+        self._to_ack.append((receipt, Verdict.REJECTED, why))
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _settler(self) -> None:
+        """Send the queued XACKs in batches; now and then refresh figures and trim."""
+        assert self._wake is not None
+        pause = _BACKOFF_FIRST
+        janitor_at = time.monotonic() + _JANITOR_EVERY
+        while True:
+            if not self._to_ack:
+                with anyio.move_on_after(max(0.0, janitor_at - time.monotonic())):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._to_ack:
+                if await self._flush_acks():
+                    pause = _BACKOFF_FIRST
+                else:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _BACKOFF_MAX)
+            if time.monotonic() >= janitor_at:
+                janitor_at = time.monotonic() + _JANITOR_EVERY
+                try:
+                    await self._janitor()
+                except NoScriptError:
+                    await self._load_scripts()
+                except Exception as exc:
+                    logger.warning("the Redis janitor failed (%s); retrying later", exc)
+
+    async def _flush_acks(self) -> bool:
+        """Send every queued settlement in one pipeline; False if Redis did not answer."""
+        todo, self._to_ack = self._to_ack, []
+        plain: dict[str, list[bytes]] = defaultdict(list)
+        pipe = self._redis.pipeline(transaction=False)
+        dead: list[tuple[_Receipt, str]] = []
+        for receipt, _, why in todo:
+            if why:
+                dead.append((receipt, why))
+            else:
+                plain[receipt.stream].append(receipt.entry)
+        for stream, entries in plain.items():
+            pipe.xack(stream, self.group, *entries)
+        for receipt, why in dead:
+            event_type = receipt.source.event_type
+            pipe.execute_command(
+                "EVALSHA",
+                self._shas["dead"],
+                2,
+                receipt.stream,
+                self.dead_stream_of(event_type),
+                self.group,
+                receipt.entry,
+                _DEAD_MAX_LEN,
+                "m",
+                receipt.data,
+                "reason",
+                why,
+                "stream",
+                receipt.stream,
+                "id",
+                receipt.entry,
+                "group",
+                self.group,
+                "consumer",
+                self.consumer,
+                "deliveries",
+                receipt.deliveries,
+            )
+        try:
+            answers = await pipe.execute(raise_on_error=False)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("acknowledging on Redis failed (%s); retrying", type(exc).__name__)
+            self._to_ack[:0] = todo
+            return False
+        retry: list[tuple[_Receipt, Verdict, str]] = []
+        answers_dead = answers[len(plain) :]
+        for answer, (receipt, why) in zip(answers_dead, dead, strict=True):
+            if isinstance(answer, NoScriptError):
+                retry.append((receipt, Verdict.REJECTED, why))
+                continue
+            counters = self._counters[receipt.source.event_type]
+            if isinstance(answer, BaseException):
+                logger.error(
+                    "dead-lettering %s %s failed: %s", receipt.stream, receipt.entry, answer
+                )
+            else:
+                counters.dead_lettered += 1
+                if why == "handler_failed":
+                    counters.acked += 1
+                else:
+                    counters.terminated += 1
+            self._in_flight.discard((receipt.stream, receipt.entry))
+        for answer, (stream, entries) in zip(answers, plain.items(), strict=False):
+            if isinstance(answer, BaseException):
+                logger.error("XACK on %s failed: %s", stream, answer)
+            for entry in entries:
+                self._in_flight.discard((stream, entry))
+        for receipt, verdict, why in todo:
+            if not why and verdict is not Verdict.SHUTDOWN:
+                self._counters[receipt.source.event_type].acked += 1
+        if retry:
+            await self._load_scripts()
+            self._to_ack[:0] = retry
+        return True
+
+    async def _janitor(self) -> None:
+        """Refresh each consumed type's group lag; trim what every group acknowledged."""
+        for event_type, source in list(self._sources.items()):
+            if not source.ready:
+                continue
+            lag = 0
+            for stream in source.streams:
+                await self._redis.evalsha(self._shas["trim"], 1, stream)
+                groups = await self._redis.xinfo_groups(stream)
+                for info in groups:
+                    if _text(info.get("name")) == self.group:
+                        lag += int(info.get("lag") or 0) + int(info.get("pending") or 0)
+            self._counters[event_type].pending = lag
+
+    # -- figures -----------------------------------------------------------------------
+
+    def broker_stats(self, event_type: type) -> BrokerStats:
+        """*event_type*'s figures: its group's backlog on Redis (not delivered yet,
+        or delivered and not acknowledged; refreshed every few seconds) and counters."""
+        c = self._counters.get(event_type) or _Counters()
+        return BrokerStats(
+            pending=c.pending,
+            redelivered=c.redelivered,
+            acked=c.acked,
+            nacked=c.nacked,
+            terminated=c.terminated,
+            dead_lettered=c.dead_lettered,
+        )
+
+
+class _RedisSource:
+    """One routed type's entries for this consumer: claimed, own pending, then new."""
+
+    def __init__(self, transport: RedisTransport, event_type: type) -> None:
+        self.transport = transport
+        self.event_type = event_type
+        self.streams = transport.streams_of(event_type)
+        self.ready = False
+        #: the streams whose own pending entries are still to be re-read, and where
+        self.pending: list[str] = []
+        self.cursor = b"0"
+        self.claim_at = 0.0
+        self.turn = 0
+
+    def __repr__(self) -> str:
+        return f"<Redis source {self.streams[0]} group={self.transport.group!r}>"
+
+    async def _create_groups(self, *, again: bool = False) -> None:
+        redis, group = self.transport._redis, self.transport.group
+        for stream in self.streams:
+            try:
+                await redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            else:
+                if again:
+                    logger.warning(
+                        "recreated the consumer group %r of %s from its start (0): events "
+                        "already handled may be handled again",
+                        group,
+                        stream,
+                    )
+        self.pending, self.cursor = list(self.streams), b"0"
+        self.ready = True
+
+    def _vanished(self, exc: ResponseError) -> bool:
+        return "NOGROUP" in str(exc)
+
+    async def fetch(self, room: int) -> Sequence[tuple[Any, _Receipt]]:
+        """Wait for entries and return at most *room* of them: entries claimed from
+        dead consumers, then this consumer's own pending ones, then new ones.
+
+        :raises GroupVanished: the group is gone and ``recreate_group`` is off
+        """
+        transport = self.transport
+        if transport._redis is None:
+            raise ConnectionError("the Redis transport is closed")
+        if not self.ready:
+            await self._create_groups()
+        while True:
+            try:
+                found = await self._read(room)
+            except ResponseError as exc:
+                if not self._vanished(exc):
+                    raise
+                if not transport.recreate_group:
+                    raise GroupVanished(
+                        f"the consumer group {transport.group!r} of {self.streams} is gone "
+                        "(Redis restarted without persistence, or the key was deleted): "
+                        "events may have been lost. It is not recreated by itself (at $ it "
+                        "would skip events); recreate it from 0 with XGROUP CREATE <stream> "
+                        f"{transport.group} 0 MKSTREAM, or pass recreate_group=True"
+                    ) from None
+                logger.error(
+                    "the consumer group %r of %s vanished (Redis restarted without "
+                    "persistence, or the key was deleted): recreating it from 0",
+                    transport.group,
+                    self.streams,
+                )
+                await self._create_groups(again=True)
+                continue
+            batch = self._decode(found)
+            if batch:
+                return batch
+
+    async def _read(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
+        """(stream, entry id, message or None if deleted, deliveries), at most *room*."""
+        transport = self.transport
+        redis, group, me = transport._redis, transport.group, transport.consumer
+        now = time.monotonic()
+        if now >= self.claim_at:
+            self.claim_at = now + transport.claim_idle / 2
+            claimed = await self._claim(room)
+            if claimed:
+                return claimed
+        if self.pending:  # own pending entries first: left by a crash or a shutdown
+            stream = self.pending[0]
+            reply = await redis.xreadgroup(group, me, {stream: self.cursor}, count=room)
+            found = []
+            entries = [e for _, es in _replies(reply) for e in es]
+            for entry, fields in entries:
+                self.cursor = entry
+                if (stream, entry) not in transport._in_flight:
+                    found.append((stream, entry, fields.get(FIELD) if fields else None))
+            if not entries:  # this stream's pending entries are done: the next one
+                self.pending.pop(0)
+                self.cursor = b"0"
+            if found:
+                return await self._with_deliveries(found)
+            if self.pending:
+                return []
+        streams = self._turn(room)
+        count = max(1, room // len(streams))
+        reply = await redis.xreadgroup(
+            group, me, dict.fromkeys(streams, ">"), count=count, block=_BLOCK_MS
+        )
+        return [
+            (stream, entry, fields.get(FIELD), 1)
+            for stream, entries in _replies(reply)
+            for entry, fields in entries
+        ]
+
+    def _turn(self, room: int) -> list[str]:
+        """The streams to read this time: all of them, or *room* in turn."""
+        if room >= len(self.streams):
+            return self.streams
+        self.turn = (self.turn + room) % len(self.streams)
+        return [self.streams[(self.turn + i) % len(self.streams)] for i in range(room)]
+
+    async def _claim(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
+        """Claim entries idle past ``claim_idle`` in other consumers (crashed ones)."""
+        transport = self.transport
+        idle = int(transport.claim_idle * 1000)
+        found: list[tuple[str, bytes, bytes | None]] = []
+        for stream in self.streams:
+            left = room - len(found)
+            if left <= 0:
+                break
+            reply = await transport._redis.xautoclaim(
+                stream, transport.group, transport.consumer, idle, "0-0", count=left
+            )
+            for entry, fields in reply[1]:
+                if (stream, entry) not in transport._in_flight:
+                    found.append((stream, entry, fields.get(FIELD) if fields else None))
+        if found:
+            logger.info("claimed %d idle entries of %s", len(found), self.streams[0])
+            return await self._with_deliveries(found)
+        return []
+
+    async def _with_deliveries(
+        self, found: list[tuple[str, bytes, bytes | None]]
+    ) -> list[tuple[str, bytes, bytes | None, int]]:
+        """*found* with each entry's delivery count (XPENDING)."""
+        transport = self.transport
+        counts: dict[tuple[str, bytes], int] = {}
+        by_stream: dict[str, list[bytes]] = defaultdict(list)
+        for stream, entry, _ in found:
+            by_stream[stream].append(entry)
+        for stream, entries in by_stream.items():
+            rows = await transport._redis.xpending_range(
+                stream,
+                transport.group,
+                min=min(entries, key=_id_order),
+                max=max(entries, key=_id_order),
+                count=len(entries) + 64,
+                consumername=transport.consumer,
+            )
+            for row in rows:
+                counts[(stream, row["message_id"])] = int(row["times_delivered"])
+        return [(s, e, data, counts.get((s, e), 1)) for s, e, data in found]
+
+    def _decode(
+        self, found: list[tuple[str, bytes, bytes | None, int]]
+    ) -> list[tuple[Any, _Receipt]]:
+        transport = self.transport
+        codec, bus = transport._codec, transport._bus
+        assert codec is not None
+        assert bus is not None
+        counters = transport._counters[self.event_type]
+        batch: list[tuple[Any, _Receipt]] = []
+        for stream, entry, data, deliveries in found:
+            transport._in_flight.add((stream, entry))
+            receipt = _Receipt(self, stream, entry, data or b"", deliveries, None)
+            if deliveries > 1:
+                counters.redelivered += 1
+            if data is None:  # deleted while pending: nothing to handle
+                transport._settle(receipt, Verdict.HANDLED)
+                continue
+            if deliveries > transport.max_deliver:
+                try:
+                    undelivered: Any = codec.decode(data).event
+                except WireError:
+                    undelivered = data
+                bus.report_dead_letter(
+                    DeadLetter(undelivered, DeadLetterReason.DELIVERY_LIMIT, attempts=deliveries)
+                )
+                transport._dead(receipt, "delivery_limit")
+                continue
+            try:
+                envelope = codec.decode(data)
+                event = envelope.event
+                if not isinstance(event, self.event_type):
+                    raise DecodeError(
+                        f"a {envelope.name} message on the stream of "
+                        f"{self.event_type.__qualname__} ({stream})",
+                        name=envelope.name,
+                        event_id=envelope.id,
+                    )
+            except WireError as exc:
+                logger.error("undecodable entry %s %s: %s", stream, entry, exc)
+                bus.report_dead_letter(DeadLetter(data, DeadLetterReason.UNDECODABLE, exc))
+                transport._dead(receipt, f"undecodable: {exc.reason.value}")
+                continue
+            if envelope.traceparent is not None and transport._trace is not None:
+                receipt.context = _context_of(transport._trace, envelope.traceparent)
+            batch.append((event, receipt))
+        return batch
+
+
+def _replies(reply: Any) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]:
+    """XREADGROUP's reply (RESP2 list or RESP3 dict) as (stream, entries) pairs."""
+    if not reply:
+        return []
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    out = []
+    for stream, entries in pairs:
+        if isinstance(entries, list) and entries and isinstance(entries[0], list):
+            entries = entries[0]  # RESP3 wraps the entries once more
+        out.append((_text(stream), [(e, f or {}) for e, f in entries]))
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_order(entry: bytes) -> tuple[int, int]:
+    ms, _, seq = entry.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+def _trace_tools() -> Any:
+    """OpenTelemetry's W3C propagator and context API, if installed (else None)."""
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return None
+    return TraceContextTextMapPropagator(), otel_context
+
+
+def _context_of(tools: Any, traceparent: str) -> contextvars.Context:
+    """A copy of the current context with the publisher's span as the current parent."""
+    propagator, otel_context = tools
+    context = contextvars.copy_context()
+    context.run(otel_context.attach, propagator.extract({"traceparent": traceparent}))
+    return context
