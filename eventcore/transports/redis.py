@@ -92,7 +92,7 @@ _DEAD_MAX_LEN = 100_000
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 # The oldest entry that some group still needs: the smallest pending id of each
-# group, or its last-delivered id when nothing is pending, the least of them.
+# group, or just after its last-delivered id when nothing is pending; the least.
 # Entries below it were delivered to and acknowledged by every group.
 _FLOOR = """
 local function older(a, b)
@@ -106,7 +106,8 @@ local function floor(stream)
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
     local info = {}
     for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    local f = info['last-delivered-id']
+    local ms, seq = string.match(info['last-delivered-id'], '(%d+)-(%d+)')
+    local f = ms .. '-' .. (tonumber(seq) + 1)
     if tonumber(info['pending']) > 0 then
       f = redis.call('XPENDING', stream, info['name'])[2]
     end
@@ -144,6 +145,16 @@ return redis.call('XADD', stream, '*', 'm', ARGV[2])
 
 # KEYS: stream; trims what every group acknowledged -> the floor, or nil
 _TRIM = _FLOOR + "\nif redis.call('EXISTS', KEYS[1]) == 1 then return trim(KEYS[1]) end"
+
+# KEYS: lease; ARGV: consumer, ms -> 1 if the lease is (still) the consumer's
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 # KEYS: stream, dead-letter stream; ARGV: group, entry id, dead max len, field, value, ...
 _DEAD = """
@@ -292,6 +303,7 @@ class RedisTransport:
         self._task: asyncio.Task[None] | None = None
         self._sources: dict[type, _RedisSource] = {}
         self._trace: Any = None
+        self._closing = False
 
     def __repr__(self) -> str:
         return (
@@ -346,11 +358,18 @@ class RedisTransport:
         """Stop the ack task, send the acks still queued, close the connections."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            self._closing = True
+            if self._wake is not None:
+                self._wake.set()
+            with anyio.move_on_after(_RECONNECT_FOR):  # it sends what is queued, then ends
+                await asyncio.shield(task)
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+            self._closing = False
         with anyio.move_on_after(_RECONNECT_FOR) as scope:
             while self._to_ack and self._redis is not None:
                 if not await self._flush_acks():
@@ -363,13 +382,21 @@ class RedisTransport:
             )
         self._to_ack.clear()
         self._in_flight.clear()
+        for source in self._sources.values():
+            if source.leased and self._redis is not None:
+                try:
+                    await source.release()
+                except Exception as exc:
+                    logger.warning("releasing the leases of %r failed: %s", source, exc)
         self._sources.clear()
         if self._redis is not None and self._own_client:
             await self._redis.aclose()
         self._redis = None
 
     async def _load_scripts(self) -> None:
-        for name, text in (("send", _SEND), ("trim", _TRIM), ("dead", _DEAD)):
+        scripts = {"send": _SEND, "trim": _TRIM, "dead": _DEAD}
+        scripts.update(renew=_RENEW, release=_RELEASE)
+        for name, text in scripts.items():
             self._shas[name] = await self._redis.script_load(text)
 
     # -- names -------------------------------------------------------------------------
@@ -530,26 +557,32 @@ class RedisTransport:
         """Send the queued XACKs in batches; now and then refresh figures and trim."""
         assert self._wake is not None
         pause = _BACKOFF_FIRST
-        janitor_at = time.monotonic() + _JANITOR_EVERY
+        every = min(_JANITOR_EVERY, self.claim_idle / 3)  # leases renewed well in time
+        janitor_at = time.monotonic() + every
         while True:
             if not self._to_ack:
+                if self._closing:
+                    return
                 with anyio.move_on_after(max(0.0, janitor_at - time.monotonic())):
                     await self._wake.wait()
             self._wake.clear()
-            if self._to_ack:
-                if await self._flush_acks():
-                    pause = _BACKOFF_FIRST
-                else:
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, _BACKOFF_MAX)
-            if time.monotonic() >= janitor_at:
-                janitor_at = time.monotonic() + _JANITOR_EVERY
-                try:
-                    await self._janitor()
-                except NoScriptError:
-                    await self._load_scripts()
-                except Exception as exc:
-                    logger.warning("the Redis janitor failed (%s); retrying later", exc)
+            try:
+                if self._to_ack:
+                    if await self._flush_acks():
+                        pause = _BACKOFF_FIRST
+                    else:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, _BACKOFF_MAX)
+                if time.monotonic() >= janitor_at and not self._closing:
+                    janitor_at = time.monotonic() + every
+                    try:
+                        await self._janitor()
+                    except NoScriptError:
+                        await self._load_scripts()
+            except Exception as exc:
+                logger.warning("the Redis ack/janitor task failed (%s); retrying", exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _BACKOFF_MAX)
 
     async def _flush_acks(self) -> bool:
         """Send every queued settlement in one pipeline; False if Redis did not answer."""
@@ -596,6 +629,9 @@ class RedisTransport:
             logger.warning("acknowledging on Redis failed (%s); retrying", type(exc).__name__)
             self._to_ack[:0] = todo
             return False
+        except BaseException:
+            self._to_ack[:0] = todo  # cancelled: sent again later (XACK is idempotent)
+            raise
         retry: list[tuple[_Receipt, Verdict, str]] = []
         answers_dead = answers[len(plain) :]
         for answer, (receipt, why) in zip(answers_dead, dead, strict=True):
@@ -628,10 +664,13 @@ class RedisTransport:
         return True
 
     async def _janitor(self) -> None:
-        """Refresh each consumed type's group lag; trim what every group acknowledged."""
+        """Keep the partition leases of keyed types; refresh each consumed type's
+        group lag; trim what every group acknowledged."""
         for event_type, source in list(self._sources.items()):
             if not source.ready:
                 continue
+            if source.leased:
+                await source.rebalance()
             lag = 0
             for stream in source.streams:
                 await self._redis.evalsha(self._shas["trim"], 1, stream)
@@ -670,6 +709,81 @@ class _RedisSource:
         self.cursor = b"0"
         self.claim_at = 0.0
         self.turn = 0
+        bus = transport._bus
+        #: keyed: each stream is read by one consumer of the group at a time (a lease)
+        self.leased = bus is not None and bus.config(event_type).key is not None
+        #: the streams whose lease this consumer holds (keyed types)
+        self.owned: list[str] = []
+        #: owned streams being given up: not read any more, released once settled
+        self.leaving: list[str] = []
+
+    def readable(self) -> list[str]:
+        """The streams this consumer reads now."""
+        return self.owned if self.leased else self.streams
+
+    def _lease(self, stream: str) -> str:
+        return f"{self.transport.prefix}:lease:{self.transport.group}:{stream}"
+
+    async def rebalance(self) -> None:
+        """Keep this consumer's fair share of the keyed type's stream leases.
+
+        Live consumers announce themselves in a sorted set; each holds at most
+        ``ceil(streams / consumers)`` leases, renewed here, taken when free (with
+        every entry still pending in the stream, so that they are handled first, in
+        order) and given up when the share shrinks, once nothing read from the
+        stream is in flight.
+        """
+        transport = self.transport
+        redis, me = transport._redis, transport.consumer
+        ms = int(transport.claim_idle * 1000)
+        members = f"{transport.prefix}:members:{transport.group}:{self.streams[0]}"
+        now = int(time.time() * 1000)
+        pipe = redis.pipeline(transaction=False)
+        pipe.zadd(members, {me: now})
+        pipe.zremrangebyscore(members, "-inf", now - ms)
+        pipe.zcard(members)
+        pipe.pexpire(members, ms * 4)
+        _, _, alive, _ = await pipe.execute()
+        share = -(-len(self.streams) // max(1, int(alive)))
+        for stream in list(self.owned) + list(self.leaving):
+            if not await redis.evalsha(transport._shas["renew"], 1, self._lease(stream), me, ms):
+                logger.warning("lost the lease of %s (this process was too slow)", stream)
+                for held in (self.owned, self.leaving):
+                    if stream in held:
+                        held.remove(stream)
+        for stream in list(self.leaving):
+            if not any(s == stream for s, _ in transport._in_flight):
+                await redis.evalsha(transport._shas["release"], 1, self._lease(stream), me)
+                self.leaving.remove(stream)
+        while len(self.owned) > share:
+            self.leaving.append(self.owned.pop())
+        for stream in self.streams:
+            if len(self.owned) >= share:
+                break
+            if stream in self.owned or stream in self.leaving:
+                continue
+            if await redis.set(self._lease(stream), me, nx=True, px=ms):
+                # everything still pending there becomes this consumer's, read first
+                start: Any = "0-0"
+                while True:
+                    reply = await redis.xautoclaim(
+                        stream, transport.group, me, 0, start, count=1000
+                    )
+                    start = reply[0]
+                    if start in (b"0-0", "0-0"):
+                        break
+                self.owned.append(stream)
+                if stream not in self.pending:
+                    self.pending.append(stream)
+
+    async def release(self) -> None:
+        """Give up every lease (at close: the other consumers take over at once)."""
+        for stream in self.owned + self.leaving:
+            await self.transport._redis.evalsha(
+                self.transport._shas["release"], 1, self._lease(stream), self.transport.consumer
+            )
+        self.owned.clear()
+        self.leaving.clear()
 
     def __repr__(self) -> str:
         return f"<Redis source {self.streams[0]} group={self.transport.group!r}>"
@@ -692,6 +806,9 @@ class _RedisSource:
                     )
         self.pending, self.cursor = list(self.streams), b"0"
         self.ready = True
+        if self.leased:
+            self.pending = []  # re-read where a lease is held (taking one claims all)
+            await self.rebalance()
 
     def _vanished(self, exc: ResponseError) -> bool:
         return "NOGROUP" in str(exc)
@@ -738,11 +855,14 @@ class _RedisSource:
         transport = self.transport
         redis, group, me = transport._redis, transport.group, transport.consumer
         now = time.monotonic()
-        if now >= self.claim_at:
+        if not self.leased and now >= self.claim_at:
             self.claim_at = now + transport.claim_idle / 2
             claimed = await self._claim(room)
             if claimed:
                 return claimed
+        while self.pending and self.leased and self.pending[0] not in self.owned:
+            self.pending.pop(0)
+            self.cursor = b"0"
         if self.pending:  # own pending entries first: left by a crash or a shutdown
             stream = self.pending[0]
             reply = await redis.xreadgroup(group, me, {stream: self.cursor}, count=room)
@@ -751,7 +871,7 @@ class _RedisSource:
             for entry, fields in entries:
                 self.cursor = entry
                 if (stream, entry) not in transport._in_flight:
-                    found.append((stream, entry, fields.get(FIELD) if fields else None))
+                    found.append((stream, entry, _message(fields)))
             if not entries:  # this stream's pending entries are done: the next one
                 self.pending.pop(0)
                 self.cursor = b"0"
@@ -760,22 +880,26 @@ class _RedisSource:
             if self.pending:
                 return []
         streams = self._turn(room)
+        if not streams:  # a keyed type whose streams other consumers hold
+            await asyncio.sleep(_BLOCK_MS / 1000)
+            return []
         count = max(1, room // len(streams))
         reply = await redis.xreadgroup(
             group, me, dict.fromkeys(streams, ">"), count=count, block=_BLOCK_MS
         )
         return [
-            (stream, entry, fields.get(FIELD), 1)
+            (stream, entry, _message(fields), 1)
             for stream, entries in _replies(reply)
             for entry, fields in entries
         ]
 
     def _turn(self, room: int) -> list[str]:
-        """The streams to read this time: all of them, or *room* in turn."""
-        if room >= len(self.streams):
-            return self.streams
-        self.turn = (self.turn + room) % len(self.streams)
-        return [self.streams[(self.turn + i) % len(self.streams)] for i in range(room)]
+        """The streams to read this time: all readable ones, or *room* in turn."""
+        streams = self.readable()
+        if room >= len(streams):
+            return list(streams)
+        self.turn = (self.turn + room) % len(streams)
+        return [streams[(self.turn + i) % len(streams)] for i in range(room)]
 
     async def _claim(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
         """Claim entries idle past ``claim_idle`` in other consumers (crashed ones)."""
@@ -791,7 +915,7 @@ class _RedisSource:
             )
             for entry, fields in reply[1]:
                 if (stream, entry) not in transport._in_flight:
-                    found.append((stream, entry, fields.get(FIELD) if fields else None))
+                    found.append((stream, entry, _message(fields)))
         if found:
             logger.info("claimed %d idle entries of %s", len(found), self.streams[0])
             return await self._with_deliveries(found)
@@ -878,6 +1002,13 @@ def _replies(reply: Any) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]
             entries = entries[0]  # RESP3 wraps the entries once more
         out.append((_text(stream), [(e, f or {}) for e, f in entries]))
     return out
+
+
+def _message(fields: dict[bytes, bytes] | None) -> bytes | None:
+    """An entry's message; None for an entry deleted while pending (no fields)."""
+    if not fields:
+        return None
+    return fields.get(FIELD, b"")
 
 
 def _text(value: Any) -> str:
