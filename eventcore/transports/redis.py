@@ -183,9 +183,12 @@ class _Counters:
 class _Batch:
     """The publishes of one tick: one pipeline, one answer each."""
 
-    items: list[tuple[str, str | None, bytes]] = field(default_factory=list)
+    #: (stream, dedup key, message); None for a publish cancelled before sending
+    items: list[tuple[str, str | None, bytes] | None] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: whether the pipeline went out (a publish cannot withdraw from it any more)
+    sent: bool = False
 
 
 class _Receipt:
@@ -294,6 +297,10 @@ class RedisTransport:
         self._codec: Codec | None = None
         self._shas: dict[str, str] = {}
         self._batch: _Batch | None = None
+        #: each type's stream name, and the names' revision it was made at
+        self._bases: dict[type, tuple[int, str]] = {}
+        #: the pipeline of publishes on its way to Redis, if one is
+        self._flying: asyncio.Event | None = None
         self._counters: dict[type, _Counters] = defaultdict(_Counters)
         #: (stream, entry id) fetched and not yet acknowledged on Redis
         self._in_flight: set[tuple[str, bytes]] = set()
@@ -407,7 +414,12 @@ class RedisTransport:
 
     def stream_of(self, event_type: type, partition: int = 0) -> str:
         """The stream of *event_type*'s partition *partition*."""
-        base = f"{self.prefix}:{self._name(event_type)}"
+        assert self._bus is not None, "the transport is not open"
+        revision = self._bus.names.revision
+        known = self._bases.get(event_type)
+        if known is None or known[0] != revision:
+            known = self._bases[event_type] = (revision, f"{self.prefix}:{self._name(event_type)}")
+        base = known[1]
         return base if partition == 0 else f"{base}:{partition}"
 
     def streams_of(self, event_type: type) -> list[str]:
@@ -454,14 +466,28 @@ class RedisTransport:
             batch = self._batch = _Batch()
         index = len(batch.items)
         batch.items.append((stream, dedup_key, data))
-        with anyio.CancelScope(shield=True):
-            if leader:
+        if leader:
+            with anyio.CancelScope(shield=True):  # the others wait for this pipeline
                 await asyncio.sleep(0)  # the other publishes of this tick join the batch
+                while self._flying is not None:  # one pipeline at a time: this one grows
+                    await self._flying.wait()
                 if self._batch is batch:
                     self._batch = None
-                await self._publish(batch)
-            else:
+                self._flying = batch.done
+                try:
+                    await self._publish(batch)
+                finally:
+                    if self._flying is batch.done:
+                        self._flying = None
+        else:
+            try:
                 await batch.done.wait()
+            except asyncio.CancelledError:
+                if not batch.sent:  # cancelled before it went out: no effect
+                    batch.items[index] = None
+                    raise
+                with anyio.CancelScope(shield=True):  # it took effect: it returns
+                    await batch.done.wait()
         result = batch.results[index]
         if result == 0:
             raise QueueFull(
@@ -477,14 +503,17 @@ class RedisTransport:
         sha = self._shas["send"]
         limit = str(self.max_len or 0)
         ttl = str(int((self.dedup or 0) * 1000))
-        todo = list(range(len(batch.items)))
+        batch.sent = True
+        todo = [i for i, item in enumerate(batch.items) if item is not None]
         batch.results = [None] * len(batch.items)
         pause, deadline = _BACKOFF_FIRST, time.monotonic() + _RECONNECT_FOR
         try:
             while todo:
                 pipe = self._redis.pipeline(transaction=False)
                 for i in todo:
-                    stream, dedup_key, data = batch.items[i]
+                    item = batch.items[i]
+                    assert item is not None
+                    stream, dedup_key, data = item
                     if dedup_key is None:
                         pipe.execute_command("EVALSHA", sha, 1, stream, limit, data)
                     else:
@@ -524,9 +553,10 @@ class RedisTransport:
         tools = self._trace
         if tools is None:
             return None
-        carrier: dict[str, str] = {}
-        tools[0].inject(carrier)
-        return carrier.get("traceparent")
+        span = tools[2]().get_span_context()  # trace.get_current_span()
+        if not span.is_valid:
+            return None
+        return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -846,7 +876,14 @@ class _RedisSource:
                 )
                 await self._create_groups(again=True)
                 continue
-            batch = self._decode(found)
+            try:
+                batch = self._decode(found)
+            except BaseException:
+                # not handed over: read them again from this consumer's pending entries
+                for stream, entry, _, _ in found:
+                    transport._in_flight.discard((stream, entry))
+                self.pending, self.cursor = list(self.readable()), b"0"
+                raise
             if batch:
                 return batch
 
@@ -1024,15 +1061,16 @@ def _trace_tools() -> Any:
     """OpenTelemetry's W3C propagator and context API, if installed (else None)."""
     try:
         from opentelemetry import context as otel_context
+        from opentelemetry.trace import get_current_span
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     except ImportError:
         return None
-    return TraceContextTextMapPropagator(), otel_context
+    return TraceContextTextMapPropagator(), otel_context, get_current_span
 
 
 def _context_of(tools: Any, traceparent: str) -> contextvars.Context:
     """A copy of the current context with the publisher's span as the current parent."""
-    propagator, otel_context = tools
+    propagator, otel_context, _ = tools
     context = contextvars.copy_context()
     context.run(otel_context.attach, propagator.extract({"traceparent": traceparent}))
     return context

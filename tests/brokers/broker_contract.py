@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from eventcore import (
@@ -41,8 +41,14 @@ from eventcore.wire import EncodeError, MessageTooLarge, event
 
 #: every example gives up (fails) after this many seconds
 LIMIT = 30.0
-#: a broker round trip per event makes examples slow: few of them, each meaningful
-EXAMPLES = settings(max_examples=12, deadline=None, derandomize=True)
+#: a broker round trip per event makes examples slow: few of them, each meaningful,
+#: and no shrinking (each failing try could wait out LIMIT): the first failure is shown
+EXAMPLES = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 
 class BrokerKit(Protocol):
