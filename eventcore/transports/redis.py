@@ -123,28 +123,28 @@ end
 """
 
 # KEYS: stream [, dedup key]; ARGV: max_len (0: none), message [, dedup ms]
-# -> the entry id; 0: the stream is full; 1: a duplicate (the id was sent before)
-_SEND = (
+# -> the entry id; 0: the stream is full (make room with _TRIM, then try once more);
+# 1: a duplicate (the id was sent before). Short: it runs for every publish.
+_SEND = """
+if tonumber(ARGV[1]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+if #KEYS > 1 and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 1 end
+return redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
+"""
+
+# KEYS: stream; ARGV: max_len (0: none); trims below what every group still needs
+# (exactly, when trimming whole nodes left the stream at max_len) -> the floor, or nil
+_TRIM = (
     _FLOOR
     + """
-local stream = KEYS[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+local f = trim(KEYS[1])
 local limit = tonumber(ARGV[1])
-if limit > 0 and redis.call('XLEN', stream) >= limit then
-  local f = trim(stream)
-  if f and redis.call('XLEN', stream) >= limit then
-    redis.call('XTRIM', stream, 'MINID', f)
-  end
-  if redis.call('XLEN', stream) >= limit then return 0 end
+if f and limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
+  redis.call('XTRIM', KEYS[1], 'MINID', f)
 end
-if #KEYS > 1 and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
-  return 1
-end
-return redis.call('XADD', stream, '*', 'm', ARGV[2])
+return f
 """
 )
-
-# KEYS: stream; trims what every group acknowledged -> the floor, or nil
-_TRIM = _FLOOR + "\nif redis.call('EXISTS', KEYS[1]) == 1 then return trim(KEYS[1]) end"
 
 # KEYS: lease; ARGV: consumer, ms -> 1 if the lease is (still) the consumer's
 _RENEW = """
@@ -505,6 +505,7 @@ class RedisTransport:
         ttl = str(int((self.dedup or 0) * 1000))
         batch.sent = True
         todo = [i for i, item in enumerate(batch.items) if item is not None]
+        tried: set[int] = set()  #: found the stream full once (and trimmed it)
         batch.results = [None] * len(batch.items)
         pause, deadline = _BACKOFF_FIRST, time.monotonic() + _RECONNECT_FOR
         try:
@@ -532,16 +533,23 @@ class RedisTransport:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, _BACKOFF_MAX)
                     continue
-                again = []
+                again, full = [], []
                 for i, answer in zip(todo, answers, strict=True):
                     if isinstance(answer, NoScriptError):
                         again.append(i)  # Redis restarted: the script did not run
+                    elif answer == 0 and i not in tried:
+                        full.append(i)
                     else:
                         batch.results[i] = answer
                 if again:
                     await self._load_scripts()
                     sha = self._shas["send"]
-                todo = again
+                if full:  # at max_len: trim what every group acknowledged, try once more
+                    streams = {item[0] for i in full if (item := batch.items[i]) is not None}
+                    for stream in streams:
+                        await self._redis.evalsha(self._shas["trim"], 1, stream, limit)
+                    tried.update(full)
+                todo = sorted(again + full)
         except BaseException as exc:
             for i in todo:
                 batch.results[i] = exc
@@ -703,7 +711,7 @@ class RedisTransport:
                 await source.rebalance()
             lag = 0
             for stream in source.streams:
-                await self._redis.evalsha(self._shas["trim"], 1, stream)
+                await self._redis.evalsha(self._shas["trim"], 1, stream, 0)
                 groups = await self._redis.xinfo_groups(stream)
                 for info in groups:
                     if _text(info.get("name")) == self.group:
