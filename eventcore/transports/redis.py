@@ -87,6 +87,8 @@ _RECONNECT_FOR = 15.0
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
 #: how often the janitor refreshes the group figures and trims acknowledged entries (s)
 _JANITOR_EVERY = 2.0
+#: consumers idle this long (s) with nothing pending are deleted, every this many rounds
+_FORGET_IDLE, _FORGET_EVERY = 3600.0, 15
 #: dead-letter streams keep about this many entries
 _DEAD_MAX_LEN = 100_000
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -311,6 +313,7 @@ class RedisTransport:
         self._sources: dict[type, _RedisSource] = {}
         self._trace: Any = None
         self._closing = False
+        self._rounds = 0
 
     def __repr__(self) -> str:
         return (
@@ -327,6 +330,12 @@ class RedisTransport:
         """
         require_asyncio("Redis")
         from .._wire.codec import Codec
+
+        if self._redis is not None and self._bus is not bus:
+            raise InvalidConfiguration(
+                f"{self!r} is open for another dispatcher: give each dispatcher "
+                "a transport of its own"
+            )
 
         self._bus = bus
         self._codec = Codec.for_dispatcher(bus, format=self.format, max_size=self.max_size)
@@ -710,13 +719,25 @@ class RedisTransport:
             if source.leased:
                 await source.rebalance()
             lag = 0
+            self._rounds += 1
             for stream in source.streams:
+                if self._rounds % _FORGET_EVERY == 0:
+                    await self._forget_consumers(stream)
                 await self._redis.evalsha(self._shas["trim"], 1, stream, 0)
                 groups = await self._redis.xinfo_groups(stream)
                 for info in groups:
                     if _text(info.get("name")) == self.group:
                         lag += int(info.get("lag") or 0) + int(info.get("pending") or 0)
             self._counters[event_type].pending = lag
+
+    async def _forget_consumers(self, stream: str) -> None:
+        """Delete the group's consumers that hold nothing and were idle for long (the
+        names of processes gone): never one with pending entries (they would be lost)."""
+        idle = max(_FORGET_IDLE, 10 * self.claim_idle) * 1000
+        for info in await self._redis.xinfo_consumers(stream, self.group):
+            name = _text(info.get("name"))
+            if name != self.consumer and not info.get("pending") and info.get("idle", 0) > idle:
+                await self._redis.xgroup_delconsumer(stream, self.group, name)
 
     # -- figures -----------------------------------------------------------------------
 
