@@ -886,6 +886,11 @@ class _RedisSource:
         while True:
             try:
                 found = await self._read(room)
+            except _CONNECTION_ERRORS:
+                # a read may have reached Redis and its reply been lost: those entries
+                # are pending here, unseen; read this consumer's pending entries first
+                self.pending, self.cursor = list(self.readable()), b"0"
+                raise
             except ResponseError as exc:
                 if not self._vanished(exc):
                     raise
