@@ -767,6 +767,8 @@ class _RedisSource:
         self.pending: list[str] = []
         self.cursor = b"0"
         self.claim_at = 0.0
+        #: where XAUTOCLAIM's scan of each stream's pending entries goes on
+        self.claim_cursors: dict[str, bytes] = {}
         self.turn = 0
         bus = transport._bus
         #: keyed: each stream is read by one consumer of the group at a time (a lease)
@@ -982,8 +984,14 @@ class _RedisSource:
             if left <= 0:
                 break
             reply = await transport._redis.xautoclaim(
-                stream, transport.group, transport.consumer, idle, "0-0", count=left
+                stream,
+                transport.group,
+                transport.consumer,
+                idle,
+                self.claim_cursors.get(stream, b"0-0"),
+                count=left,
             )
+            self.claim_cursors[stream] = reply[0]  # where the next scan goes on
             for entry, fields in reply[1]:
                 if (stream, entry) not in transport._in_flight:
                     found.append((stream, entry, _message(fields)))

@@ -514,3 +514,25 @@ async def test_one_transport_serves_one_dispatcher(url: str, prefix: str) -> Non
         with pytest.raises(InvalidConfiguration, match="a transport of its own"):
             async with bus_on(t):
                 pass
+
+
+def test_without_redis_py_the_import_says_what_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None\n"
+        "import eventcore, eventcore.transports\n"
+        "try:\n"
+        "    import eventcore.transports.redis\n"
+        "except ImportError as exc:\n"
+        "    print(exc.name, '|', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    name, _, message = done.stdout.strip().partition(" | ")
+    assert name == "redis"
+    assert 'pip install "eventcore[redis]"' in message
