@@ -231,9 +231,9 @@ class RedisTransport:
     :param partitions: streams per keyed type, chosen by a hash of the event's key
         (unkeyed types use one stream)
     :param max_deliver: deliveries of one entry before it is dead-lettered unhandled
-    :param claim_idle: seconds an entry stays pending in a consumer before another
-        one of the group claims it (the consumer is presumed dead): longer than
-        the slowest handler
+    :param claim_idle: seconds an entry stays pending in a consumer that stopped
+        keeping it (a live consumer keeps what it handles) before another one of
+        the group claims it; also how long a keyed type's stream lease lasts
     :param max_len: the most unacknowledged entries a stream holds; a publish into a
         full stream raises :class:`~eventcore.QueueFull` (None: unbounded)
     :param dedup: drop a publish whose event id was published in the last *dedup*
@@ -304,8 +304,9 @@ class RedisTransport:
         #: the pipeline of publishes on its way to Redis, if one is
         self._flying: asyncio.Event | None = None
         self._counters: dict[type, _Counters] = defaultdict(_Counters)
-        #: (stream, entry id) fetched and not yet acknowledged on Redis
-        self._in_flight: set[tuple[str, bytes]] = set()
+        #: (stream, entry id) fetched and not yet acknowledged on Redis -> when it was
+        #: fetched or last kept (its idle time on Redis reset, so nobody claims it)
+        self._in_flight: dict[tuple[str, bytes], float] = {}
         #: settled receipts whose XACK (and dead letter) is not sent yet
         self._to_ack: list[tuple[_Receipt, Verdict, str]] = []
         self._wake: asyncio.Event | None = None
@@ -587,7 +588,7 @@ class RedisTransport:
         counters = self._counters[receipt.source.event_type]
         if verdict is Verdict.SHUTDOWN:
             counters.nacked += 1  # left pending: re-read on restart, or claimed
-            self._in_flight.discard((receipt.stream, receipt.entry))
+            self._in_flight.pop((receipt.stream, receipt.entry), None)
             return
         why = {Verdict.FAILED: "handler_failed", Verdict.REJECTED: "rejected"}.get(verdict, "")
         self._to_ack.append((receipt, verdict, why))
@@ -696,12 +697,12 @@ class RedisTransport:
                     counters.acked += 1
                 else:
                     counters.terminated += 1
-            self._in_flight.discard((receipt.stream, receipt.entry))
+            self._in_flight.pop((receipt.stream, receipt.entry), None)
         for answer, (stream, entries) in zip(answers, plain.items(), strict=False):
             if isinstance(answer, BaseException):
                 logger.error("XACK on %s failed: %s", stream, answer)
             for entry in entries:
-                self._in_flight.discard((stream, entry))
+                self._in_flight.pop((stream, entry), None)
         for receipt, verdict, why in todo:
             if not why and verdict is not Verdict.SHUTDOWN:
                 self._counters[receipt.source.event_type].acked += 1
@@ -711,8 +712,10 @@ class RedisTransport:
         return True
 
     async def _janitor(self) -> None:
-        """Keep the partition leases of keyed types; refresh each consumed type's
-        group lag; trim what every group acknowledged."""
+        """Keep the entries being handled here, and the partition leases of keyed
+        types; refresh each consumed type's group lag; trim what every group
+        acknowledged."""
+        await self._keep_in_flight()
         for event_type, source in list(self._sources.items()):
             if not source.ready:
                 continue
@@ -729,6 +732,21 @@ class RedisTransport:
                     if _text(info.get("name")) == self.group:
                         lag += int(info.get("lag") or 0) + int(info.get("pending") or 0)
             self._counters[event_type].pending = lag
+
+    async def _keep_in_flight(self) -> None:
+        """Reset the idle time of entries handled here for a while (``XCLAIM ... JUSTID``
+        to this consumer, which leaves the delivery count alone): a live consumer's
+        slow handler is not mistaken for a crash by the others' ``claim_idle``."""
+        now = time.monotonic()
+        old: dict[str, list[bytes]] = defaultdict(list)
+        for (stream, entry), since in self._in_flight.items():
+            if now - since >= self.claim_idle / 3:
+                old[stream].append(entry)
+        for stream, entries in old.items():
+            await self._redis.xclaim(stream, self.group, self.consumer, 0, entries, justid=True)
+            for entry in entries:
+                if (stream, entry) in self._in_flight:
+                    self._in_flight[(stream, entry)] = now
 
     async def _forget_consumers(self, stream: str) -> None:
         """Delete the group's consumers that hold nothing and were idle for long (the
@@ -917,7 +935,7 @@ class _RedisSource:
             except BaseException:
                 # not handed over: read them again from this consumer's pending entries
                 for stream, entry, _, _ in found:
-                    transport._in_flight.discard((stream, entry))
+                    transport._in_flight.pop((stream, entry), None)
                 self.pending, self.cursor = list(self.readable()), b"0"
                 raise
             if batch:
@@ -1032,7 +1050,7 @@ class _RedisSource:
         counters = transport._counters[self.event_type]
         batch: list[tuple[Any, _Receipt]] = []
         for stream, entry, data, deliveries in found:
-            transport._in_flight.add((stream, entry))
+            transport._in_flight[(stream, entry)] = time.monotonic()
             receipt = _Receipt(self, stream, entry, data or b"", deliveries, None)
             if deliveries > 1:
                 counters.redelivered += 1

@@ -536,3 +536,24 @@ def test_without_redis_py_the_import_says_what_to_install() -> None:
     name, _, message = done.stdout.strip().partition(" | ")
     assert name == "redis"
     assert 'pip install "eventcore[redis]"' in message
+
+
+async def test_a_slow_handler_keeps_its_entries_from_being_claimed(url: str, prefix: str) -> None:
+    seen: list[tuple[int, int]] = []
+    consumers = [bus_on(transport(url, prefix, claim_idle=0.3), concurrency=2) for _ in range(2)]
+    for index, consumer in enumerate(consumers):
+
+        async def handle(order: Order, index: int = index) -> None:
+            seen.append((index, order.n))
+            await anyio.sleep(1.2)  # four claim_idle periods: kept alive meanwhile
+
+        consumer.subscribe(Order, handle)
+    publisher = bus_on(transport(url, prefix))
+    with anyio.fail_after(LIMIT):
+        async with consumers[0], consumers[1], publisher:
+            for n in range(4):
+                await publisher.publish(Order(n))
+            await until(lambda: len(seen) >= 4)
+            await consumers[0].drain()
+            await consumers[1].drain()
+    assert sorted(n for _, n in seen) == [0, 1, 2, 3]  # none handled twice
