@@ -366,6 +366,7 @@ class RedisTransport:
                 f"{redact(str(exc))}"
             ) from None
         self._trace = _trace_tools()
+        logger.info("%r: connected as consumer %s", self, self.consumer)
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(
             self._settler(), name=f"eventcore-redis-acks-{self.group}"
