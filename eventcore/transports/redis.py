@@ -562,8 +562,13 @@ class RedisTransport:
                     tried.update(full)
                 todo = sorted(again + full)
         except BaseException as exc:
+            error: BaseException = exc
+            if not isinstance(exc, Exception):  # the sending task was cancelled
+                error = ConnectionError(
+                    "the publish was cut off while Redis had it: it may or may not be there"
+                )
             for i in todo:
-                batch.results[i] = exc
+                batch.results[i] = error
             raise
         finally:
             batch.done.set()
