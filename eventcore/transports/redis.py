@@ -368,6 +368,9 @@ class RedisTransport:
         self._trace = _trace_tools()
         logger.info("%r: connected as consumer %s", self, self.consumer)
         self._wake = asyncio.Event()
+        # The transport's life is open() ... close(), not one `async with` (open may
+        # run in a pump's or a publisher's task, close in the dispatcher's): its one
+        # task is owned by the transport, and close() ends it and waits for it.
         self._task = asyncio.get_running_loop().create_task(
             self._settler(), name=f"eventcore-redis-acks-{self.group}"
         )
