@@ -31,40 +31,32 @@ The mapping (see ``docs/TRANSPORTS.md``):
 A consumer group that vanishes (Redis restarted without persistence, the key
 deleted) raises :class:`GroupVanished` on every fetch, loudly logged by the
 dispatcher; it is recreated (from ``0``, never ``$``) only with ``recreate_group=True``.
+
+This module holds the transport (its life, publishing, acks, the janitor, figures);
+``_redis_source`` the consuming side, ``_redis_scripts`` the Lua scripts and
+``_redis_client`` the redis-py import and reply helpers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .._deadletters import DeadLetter, DeadLetterReason
-from .._errors import EventcoreError, InvalidConfiguration, QueueFull
+from .._errors import InvalidConfiguration, QueueFull
 from .._transport import BrokerStats, Verdict
-from .._wire.errors import DecodeError, WireError
+from . import _redis_scripts as scripts
 from ._common import partition_of, redact, require_asyncio
-
-try:
-    import redis.asyncio as aioredis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, ResponseError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-except ImportError as exc:  # pragma: no cover - the extra is installed for the tests
-    raise ImportError(
-        'the Redis transport needs redis-py (redis >= 5): pip install "eventcore[redis]"',
-        name="redis",
-    ) from exc
+from ._redis_client import CONNECTION_ERRORS, NoScriptError, aioredis, text
+from ._redis_source import GroupVanished, Receipt, RedisSource
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -74,10 +66,6 @@ logger = logging.getLogger("eventcore.redis")
 
 __all__ = ["GroupVanished", "RedisTransport"]
 
-#: the stream field that carries the encoded envelope
-FIELD = b"m"
-#: how long one XREADGROUP blocks on the server (ms); fetch loops until it has entries
-_BLOCK_MS = 1000
 #: the socket timeout of a client built from a URL: above the block time
 _SOCKET_TIMEOUT = 15.0
 #: the most publishes in one pipeline
@@ -91,84 +79,6 @@ _JANITOR_EVERY = 2.0
 _FORGET_IDLE, _FORGET_EVERY = 3600.0, 15
 #: dead-letter streams keep about this many entries
 _DEAD_MAX_LEN = 100_000
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-
-# The oldest entry that some group still needs: the smallest pending id of each
-# group, or just after its last-delivered id when nothing is pending; the least.
-# Entries below it were delivered to and acknowledged by every group.
-_FLOOR = """
-local function older(a, b)
-  local am, as = string.match(a, '(%d+)-(%d+)')
-  local bm, bs = string.match(b, '(%d+)-(%d+)')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-local function floor(stream)
-  local best = nil
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    local ms, seq = string.match(info['last-delivered-id'], '(%d+)-(%d+)')
-    local f = ms .. '-' .. (tonumber(seq) + 1)
-    if tonumber(info['pending']) > 0 then
-      f = redis.call('XPENDING', stream, info['name'])[2]
-    end
-    if best == nil or older(f, best) then best = f end
-  end
-  return best
-end
-local function trim(stream)
-  local f = floor(stream)
-  if f then redis.call('XTRIM', stream, 'MINID', '~', f) end
-  return f
-end
-"""
-
-# KEYS: stream [, dedup key]; ARGV: max_len (0: none), message [, dedup ms]
-# -> the entry id; 0: the stream is full (make room with _TRIM, then try once more);
-# 1: a duplicate (the id was sent before). Short: it runs for every publish.
-_SEND = """
-if tonumber(ARGV[1]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-if #KEYS > 1 and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 1 end
-return redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
-"""
-
-# KEYS: stream; ARGV: max_len (0: none); trims below what every group still needs
-# (exactly, when trimming whole nodes left the stream at max_len) -> the floor, or nil
-_TRIM = (
-    _FLOOR
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-local f = trim(KEYS[1])
-local limit = tonumber(ARGV[1])
-if f and limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
-  redis.call('XTRIM', KEYS[1], 'MINID', f)
-end
-return f
-"""
-)
-
-# KEYS: lease; ARGV: consumer, ms -> 1 if the lease is (still) the consumer's
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: stream, dead-letter stream; ARGV: group, entry id, dead max len, field, value, ...
-_DEAD = """
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
-return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-"""
-
-
-class GroupVanished(EventcoreError, RuntimeError):
-    """The consumer group of a stream is gone (Redis restarted without persistence,
-    or the key was deleted): events may have been lost, and it is not recreated
-    unless the transport was made with ``recreate_group=True``."""
 
 
 @dataclass
@@ -191,33 +101,6 @@ class _Batch:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: whether the pipeline went out (a publish cannot withdraw from it any more)
     sent: bool = False
-
-
-class _Receipt:
-    """One fetched entry; ``settle`` queues its XACK (and dead letter) on the transport."""
-
-    __slots__ = ("context", "data", "deliveries", "entry", "source", "stream")
-
-    def __init__(
-        self,
-        source: _RedisSource,
-        stream: str,
-        entry: bytes,
-        data: bytes,
-        deliveries: int,
-        context: contextvars.Context | None,
-    ) -> None:
-        self.source = source
-        self.stream = stream
-        self.entry = entry
-        self.data = data
-        self.deliveries = deliveries
-        self.context = context
-
-    def settle(self, verdict: Verdict) -> None:
-        """Queue the entry's XACK (HANDLED, FAILED), its dead letter (FAILED,
-        REJECTED), or leave it pending (SHUTDOWN)."""
-        self.source.transport._settle(self, verdict)
 
 
 class RedisTransport:
@@ -308,10 +191,10 @@ class RedisTransport:
         #: fetched or last kept (its idle time on Redis reset, so nobody claims it)
         self._in_flight: dict[tuple[str, bytes], float] = {}
         #: settled receipts whose XACK (and dead letter) is not sent yet
-        self._to_ack: list[tuple[_Receipt, Verdict, str]] = []
+        self._to_ack: list[tuple[Receipt, Verdict, str]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._sources: dict[type, _RedisSource] = {}
+        self._sources: dict[type, RedisSource] = {}
         self._trace: Any = None
         self._closing = False
         self._rounds = 0
@@ -415,10 +298,8 @@ class RedisTransport:
         self._redis = None
 
     async def _load_scripts(self) -> None:
-        scripts = {"send": _SEND, "trim": _TRIM, "dead": _DEAD}
-        scripts.update(renew=_RENEW, release=_RELEASE)
-        for name, text in scripts.items():
-            self._shas[name] = await self._redis.script_load(text)
+        for name, lua in scripts.ALL.items():
+            self._shas[name] = await self._redis.script_load(lua)
 
     # -- names -------------------------------------------------------------------------
 
@@ -537,7 +418,7 @@ class RedisTransport:
                         )
                 try:
                     answers = await pipe.execute(raise_on_error=False)
-                except _CONNECTION_ERRORS as exc:
+                except CONNECTION_ERRORS as exc:
                     if time.monotonic() + pause > deadline:
                         raise ConnectionError(
                             f"Redis at {redact(self.url)} did not answer for "
@@ -587,13 +468,13 @@ class RedisTransport:
 
     # -- consuming ---------------------------------------------------------------------
 
-    def source(self, event_type: type) -> _RedisSource:
+    def source(self, event_type: type) -> RedisSource:
         """This process's consumer of *event_type* in the transport's group."""
-        source = _RedisSource(self, event_type)
+        source = RedisSource(self, event_type)
         self._sources[event_type] = source
         return source
 
-    def _settle(self, receipt: _Receipt, verdict: Verdict) -> None:
+    def _settle(self, receipt: Receipt, verdict: Verdict) -> None:
         counters = self._counters[receipt.source.event_type]
         if verdict is Verdict.SHUTDOWN:
             counters.nacked += 1  # left pending: re-read on restart, or claimed
@@ -604,7 +485,7 @@ class RedisTransport:
         if self._wake is not None:
             self._wake.set()
 
-    def _dead(self, receipt: _Receipt, why: str) -> None:
+    def _dead(self, receipt: Receipt, why: str) -> None:
         """Dead-letter *receipt*'s entry on Redis (in one script with its XACK)."""
         self._to_ack.append((receipt, Verdict.REJECTED, why))
         if self._wake is not None:
@@ -646,7 +527,7 @@ class RedisTransport:
         todo, self._to_ack = self._to_ack, []
         plain: dict[str, list[bytes]] = defaultdict(list)
         pipe = self._redis.pipeline(transaction=False)
-        dead: list[tuple[_Receipt, str]] = []
+        dead: list[tuple[Receipt, str]] = []
         for receipt, _, why in todo:
             if why:
                 dead.append((receipt, why))
@@ -682,14 +563,14 @@ class RedisTransport:
             )
         try:
             answers = await pipe.execute(raise_on_error=False)
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             logger.warning("acknowledging on Redis failed (%s); retrying", type(exc).__name__)
             self._to_ack[:0] = todo
             return False
         except BaseException:
             self._to_ack[:0] = todo  # cancelled: sent again later (XACK is idempotent)
             raise
-        retry: list[tuple[_Receipt, Verdict, str]] = []
+        retry: list[tuple[Receipt, Verdict, str]] = []
         answers_dead = answers[len(plain) :]
         for answer, (receipt, why) in zip(answers_dead, dead, strict=True):
             if isinstance(answer, NoScriptError):
@@ -738,7 +619,7 @@ class RedisTransport:
                 await self._redis.evalsha(self._shas["trim"], 1, stream, 0)
                 groups = await self._redis.xinfo_groups(stream)
                 for info in groups:
-                    if _text(info.get("name")) == self.group:
+                    if text(info.get("name")) == self.group:
                         lag += int(info.get("lag") or 0) + int(info.get("pending") or 0)
             self._counters[event_type].pending = lag
 
@@ -762,7 +643,7 @@ class RedisTransport:
         names of processes gone): never one with pending entries (they would be lost)."""
         idle = max(_FORGET_IDLE, 10 * self.claim_idle) * 1000
         for info in await self._redis.xinfo_consumers(stream, self.group):
-            name = _text(info.get("name"))
+            name = text(info.get("name"))
             if name != self.consumer and not info.get("pending") and info.get("idle", 0) > idle:
                 await self._redis.xgroup_delconsumer(stream, self.group, name)
 
@@ -782,350 +663,6 @@ class RedisTransport:
         )
 
 
-class _RedisSource:
-    """One routed type's entries for this consumer: claimed, own pending, then new."""
-
-    def __init__(self, transport: RedisTransport, event_type: type) -> None:
-        self.transport = transport
-        self.event_type = event_type
-        self.streams = transport.streams_of(event_type)
-        self.ready = False
-        #: the streams whose own pending entries are still to be re-read, and where
-        self.pending: list[str] = []
-        self.cursor = b"0"
-        self.claim_at = 0.0
-        #: where XAUTOCLAIM's scan of each stream's pending entries goes on
-        self.claim_cursors: dict[str, bytes] = {}
-        self.turn = 0
-        bus = transport._bus
-        #: keyed: each stream is read by one consumer of the group at a time (a lease)
-        self.leased = bus is not None and bus.config(event_type).key is not None
-        #: the streams whose lease this consumer holds (keyed types)
-        self.owned: list[str] = []
-        #: owned streams being given up: not read any more, released once settled
-        self.leaving: list[str] = []
-
-    def readable(self) -> list[str]:
-        """The streams this consumer reads now."""
-        return self.owned if self.leased else self.streams
-
-    def _lease(self, stream: str) -> str:
-        return f"{self.transport.prefix}:lease:{self.transport.group}:{stream}"
-
-    async def rebalance(self) -> None:
-        """Keep this consumer's fair share of the keyed type's stream leases.
-
-        Live consumers announce themselves in a sorted set; each holds at most
-        ``ceil(streams / consumers)`` leases, renewed here, taken when free (with
-        every entry still pending in the stream, so that they are handled first, in
-        order) and given up when the share shrinks, once nothing read from the
-        stream is in flight.
-        """
-        transport = self.transport
-        redis, me = transport._redis, transport.consumer
-        ms = int(transport.claim_idle * 1000)
-        members = f"{transport.prefix}:members:{transport.group}:{self.streams[0]}"
-        now = int(time.time() * 1000)
-        pipe = redis.pipeline(transaction=False)
-        pipe.zadd(members, {me: now})
-        pipe.zremrangebyscore(members, "-inf", now - ms)
-        pipe.zcard(members)
-        pipe.pexpire(members, ms * 4)
-        _, _, alive, _ = await pipe.execute()
-        share = -(-len(self.streams) // max(1, int(alive)))
-        for stream in list(self.owned) + list(self.leaving):
-            if not await redis.evalsha(transport._shas["renew"], 1, self._lease(stream), me, ms):
-                logger.warning("lost the lease of %s (this process was too slow)", stream)
-                for held in (self.owned, self.leaving):
-                    if stream in held:
-                        held.remove(stream)
-        for stream in list(self.leaving):
-            if not any(s == stream for s, _ in transport._in_flight):
-                await redis.evalsha(transport._shas["release"], 1, self._lease(stream), me)
-                self.leaving.remove(stream)
-        while len(self.owned) > share:
-            self.leaving.append(self.owned.pop())
-        for stream in self.streams:
-            if len(self.owned) >= share:
-                break
-            if stream in self.owned or stream in self.leaving:
-                continue
-            if await redis.set(self._lease(stream), me, nx=True, px=ms):
-                # everything still pending there becomes this consumer's, read first
-                start: Any = "0-0"
-                while True:
-                    reply = await redis.xautoclaim(
-                        stream, transport.group, me, 0, start, count=1000
-                    )
-                    start = reply[0]
-                    if start in (b"0-0", "0-0"):
-                        break
-                self.owned.append(stream)
-                if stream not in self.pending:
-                    self.pending.append(stream)
-
-    async def release(self) -> None:
-        """Give up every lease (at close: the other consumers take over at once)."""
-        for stream in self.owned + self.leaving:
-            await self.transport._redis.evalsha(
-                self.transport._shas["release"], 1, self._lease(stream), self.transport.consumer
-            )
-        self.owned.clear()
-        self.leaving.clear()
-
-    def __repr__(self) -> str:
-        return f"<Redis source {self.streams[0]} group={self.transport.group!r}>"
-
-    async def _create_groups(self, *, again: bool = False) -> None:
-        redis, group = self.transport._redis, self.transport.group
-        for stream in self.streams:
-            try:
-                await redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            else:
-                if again:
-                    logger.warning(
-                        "recreated the consumer group %r of %s from its start (0): events "
-                        "already handled may be handled again",
-                        group,
-                        stream,
-                    )
-        self.pending, self.cursor = list(self.streams), b"0"
-        self.ready = True
-        if self.leased:
-            self.pending = []  # re-read where a lease is held (taking one claims all)
-            await self.rebalance()
-
-    def _vanished(self, exc: ResponseError) -> bool:
-        return "NOGROUP" in str(exc)
-
-    async def fetch(self, room: int) -> Sequence[tuple[Any, _Receipt]]:
-        """Wait for entries and return at most *room* of them: entries claimed from
-        dead consumers, then this consumer's own pending ones, then new ones.
-
-        :raises GroupVanished: the group is gone and ``recreate_group`` is off
-        """
-        transport = self.transport
-        if transport._redis is None:
-            raise ConnectionError("the Redis transport is closed")
-        if not self.ready:
-            await self._create_groups()
-        while True:
-            try:
-                found = await self._read(room)
-            except _CONNECTION_ERRORS:
-                # a read may have reached Redis and its reply been lost: those entries
-                # are pending here, unseen; read this consumer's pending entries first
-                self.pending, self.cursor = list(self.readable()), b"0"
-                raise
-            except ResponseError as exc:
-                if not self._vanished(exc):
-                    raise
-                if not transport.recreate_group:
-                    raise GroupVanished(
-                        f"the consumer group {transport.group!r} of {self.streams} is gone "
-                        "(Redis restarted without persistence, or the key was deleted): "
-                        "events may have been lost. It is not recreated by itself (at $ it "
-                        "would skip events); recreate it from 0 with XGROUP CREATE <stream> "
-                        f"{transport.group} 0 MKSTREAM, or pass recreate_group=True"
-                    ) from None
-                logger.error(
-                    "the consumer group %r of %s vanished (Redis restarted without "
-                    "persistence, or the key was deleted): recreating it from 0",
-                    transport.group,
-                    self.streams,
-                )
-                await self._create_groups(again=True)
-                continue
-            try:
-                batch = self._decode(found)
-            except BaseException:
-                # not handed over: read them again from this consumer's pending entries
-                for stream, entry, _, _ in found:
-                    transport._in_flight.pop((stream, entry), None)
-                self.pending, self.cursor = list(self.readable()), b"0"
-                raise
-            if batch:
-                return batch
-
-    async def _read(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
-        """(stream, entry id, message or None if deleted, deliveries), at most *room*."""
-        transport = self.transport
-        redis, group, me = transport._redis, transport.group, transport.consumer
-        now = time.monotonic()
-        if not self.leased and now >= self.claim_at:
-            self.claim_at = now + transport.claim_idle / 2
-            claimed = await self._claim(room)
-            if claimed:
-                return claimed
-        while self.pending and self.leased and self.pending[0] not in self.owned:
-            self.pending.pop(0)
-            self.cursor = b"0"
-        if self.pending:  # own pending entries first: left by a crash or a shutdown
-            stream = self.pending[0]
-            reply = await redis.xreadgroup(group, me, {stream: self.cursor}, count=room)
-            found = []
-            entries = [e for _, es in _replies(reply) for e in es]
-            for entry, fields in entries:
-                self.cursor = entry
-                if (stream, entry) not in transport._in_flight:
-                    found.append((stream, entry, _message(fields)))
-            if not entries:  # this stream's pending entries are done: the next one
-                self.pending.pop(0)
-                self.cursor = b"0"
-            if found:
-                return await self._with_deliveries(found)
-            if self.pending:
-                return []
-        streams = self._turn(room)
-        if not streams:  # a keyed type whose streams other consumers hold
-            await asyncio.sleep(_BLOCK_MS / 1000)
-            return []
-        count = max(1, room // len(streams))
-        reply = await redis.xreadgroup(
-            group, me, dict.fromkeys(streams, ">"), count=count, block=_BLOCK_MS
-        )
-        return [
-            (stream, entry, _message(fields), 1)
-            for stream, entries in _replies(reply)
-            for entry, fields in entries
-        ]
-
-    def _turn(self, room: int) -> list[str]:
-        """The streams to read this time: all readable ones, or *room* in turn."""
-        streams = self.readable()
-        if room >= len(streams):
-            return list(streams)
-        self.turn = (self.turn + room) % len(streams)
-        return [streams[(self.turn + i) % len(streams)] for i in range(room)]
-
-    async def _claim(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
-        """Claim entries idle past ``claim_idle`` in other consumers (crashed ones)."""
-        transport = self.transport
-        idle = int(transport.claim_idle * 1000)
-        found: list[tuple[str, bytes, bytes | None]] = []
-        for stream in self.streams:
-            left = room - len(found)
-            if left <= 0:
-                break
-            reply = await transport._redis.xautoclaim(
-                stream,
-                transport.group,
-                transport.consumer,
-                idle,
-                self.claim_cursors.get(stream, b"0-0"),
-                count=left,
-            )
-            self.claim_cursors[stream] = reply[0]  # where the next scan goes on
-            for entry, fields in reply[1]:
-                if (stream, entry) not in transport._in_flight:
-                    found.append((stream, entry, _message(fields)))
-        if found:
-            logger.info("claimed %d idle entries of %s", len(found), self.streams[0])
-            return await self._with_deliveries(found)
-        return []
-
-    async def _with_deliveries(
-        self, found: list[tuple[str, bytes, bytes | None]]
-    ) -> list[tuple[str, bytes, bytes | None, int]]:
-        """*found* with each entry's delivery count (XPENDING)."""
-        transport = self.transport
-        counts: dict[tuple[str, bytes], int] = {}
-        by_stream: dict[str, list[bytes]] = defaultdict(list)
-        for stream, entry, _ in found:
-            by_stream[stream].append(entry)
-        for stream, entries in by_stream.items():
-            rows = await transport._redis.xpending_range(
-                stream,
-                transport.group,
-                min=min(entries, key=_id_order),
-                max=max(entries, key=_id_order),
-                count=len(entries) + 64,
-                consumername=transport.consumer,
-            )
-            for row in rows:
-                counts[(stream, row["message_id"])] = int(row["times_delivered"])
-        return [(s, e, data, counts.get((s, e), 1)) for s, e, data in found]
-
-    def _decode(
-        self, found: list[tuple[str, bytes, bytes | None, int]]
-    ) -> list[tuple[Any, _Receipt]]:
-        transport = self.transport
-        codec, bus = transport._codec, transport._bus
-        assert codec is not None
-        assert bus is not None
-        counters = transport._counters[self.event_type]
-        batch: list[tuple[Any, _Receipt]] = []
-        for stream, entry, data, deliveries in found:
-            transport._in_flight[(stream, entry)] = time.monotonic()
-            receipt = _Receipt(self, stream, entry, data or b"", deliveries, None)
-            if deliveries > 1:
-                counters.redelivered += 1
-            if data is None:  # deleted while pending: nothing to handle
-                transport._settle(receipt, Verdict.HANDLED)
-                continue
-            if deliveries > transport.max_deliver:
-                try:
-                    undelivered: Any = codec.decode(data).event
-                except WireError:
-                    undelivered = data
-                bus.report_dead_letter(
-                    DeadLetter(undelivered, DeadLetterReason.DELIVERY_LIMIT, attempts=deliveries)
-                )
-                transport._dead(receipt, "delivery_limit")
-                continue
-            try:
-                envelope = codec.decode(data)
-                event = envelope.event
-                if not isinstance(event, self.event_type):
-                    raise DecodeError(
-                        f"a {envelope.name} message on the stream of "
-                        f"{self.event_type.__qualname__} ({stream})",
-                        name=envelope.name,
-                        event_id=envelope.id,
-                    )
-            except WireError as exc:
-                logger.error("undecodable entry %s %s: %s", stream, entry, exc)
-                bus.report_dead_letter(DeadLetter(data, DeadLetterReason.UNDECODABLE, exc))
-                transport._dead(receipt, f"undecodable: {exc.reason.value}")
-                continue
-            if envelope.traceparent is not None and transport._trace is not None:
-                receipt.context = _context_of(transport._trace, envelope.traceparent)
-            batch.append((event, receipt))
-        return batch
-
-
-def _replies(reply: Any) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]:
-    """XREADGROUP's reply (RESP2 list or RESP3 dict) as (stream, entries) pairs."""
-    if not reply:
-        return []
-    pairs = reply.items() if isinstance(reply, dict) else reply
-    out = []
-    for stream, entries in pairs:
-        if isinstance(entries, list) and entries and isinstance(entries[0], list):
-            entries = entries[0]  # RESP3 wraps the entries once more
-        out.append((_text(stream), [(e, f or {}) for e, f in entries]))
-    return out
-
-
-def _message(fields: dict[bytes, bytes] | None) -> bytes | None:
-    """An entry's message; None for an entry deleted while pending (no fields)."""
-    if not fields:
-        return None
-    return fields.get(FIELD, b"")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id_order(entry: bytes) -> tuple[int, int]:
-    ms, _, seq = entry.partition(b"-")
-    return int(ms), int(seq or 0)
-
-
 def _trace_tools() -> Any:
     """OpenTelemetry's W3C propagator and context API, if installed (else None)."""
     try:
@@ -1135,11 +672,3 @@ def _trace_tools() -> Any:
     except ImportError:
         return None
     return TraceContextTextMapPropagator(), otel_context, get_current_span
-
-
-def _context_of(tools: Any, traceparent: str) -> contextvars.Context:
-    """A copy of the current context with the publisher's span as the current parent."""
-    propagator, otel_context, _ = tools
-    context = contextvars.copy_context()
-    context.run(otel_context.attach, propagator.extract({"traceparent": traceparent}))
-    return context
