@@ -184,6 +184,8 @@ class RedisTransport:
         self._batch: _Batch | None = None
         #: each type's stream name, and the names' revision it was made at
         self._bases: dict[type, tuple[int, str]] = {}
+        #: stream names encoded once
+        self._stream_names: dict[str, bytes] = {}
         #: the pipeline of publishes on its way to Redis, if one is
         self._flying: asyncio.Event | None = None
         self._counters: dict[type, _Counters] = defaultdict(_Counters)
@@ -395,9 +397,11 @@ class RedisTransport:
 
     async def _publish(self, batch: _Batch) -> None:
         """Run *batch* as one pipeline, retrying a lost connection; answer every item."""
-        sha = self._shas["send"]
-        limit = str(self.max_len or 0)
-        ttl = str(int((self.dedup or 0) * 1000))
+        # bytes throughout: redis-py packs them as they are (this runs per publish)
+        sha = self._shas["send"].encode()
+        limit = str(self.max_len or 0).encode()
+        ttl = str(int((self.dedup or 0) * 1000)).encode()
+        names = self._stream_names
         batch.sent = True
         todo = [i for i, item in enumerate(batch.items) if item is not None]
         tried: set[int] = set()  #: found the stream full once (and trimmed it)
@@ -411,10 +415,11 @@ class RedisTransport:
                     assert item is not None
                     stream, dedup_key, data = item
                     if dedup_key is None:
-                        pipe.execute_command("EVALSHA", sha, 1, stream, limit, data)
+                        name = names.get(stream) or names.setdefault(stream, stream.encode())
+                        pipe.execute_command(b"EVALSHA", sha, b"1", name, limit, data)
                     else:
                         pipe.execute_command(
-                            "EVALSHA", sha, 2, stream, dedup_key, limit, data, ttl
+                            b"EVALSHA", sha, b"2", stream, dedup_key, limit, data, ttl
                         )
                 try:
                     answers = await pipe.execute(raise_on_error=False)
@@ -438,7 +443,7 @@ class RedisTransport:
                         batch.results[i] = answer
                 if again:
                     await self._load_scripts()
-                    sha = self._shas["send"]
+                    sha = self._shas["send"].encode()
                 if full:  # at max_len: trim what every group acknowledged, try once more
                     streams = {item[0] for i in full if (item := batch.items[i]) is not None}
                     for stream in streams:
