@@ -330,8 +330,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer events and rounds")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
     args = parser.parse_args()
+    rounds = args.rounds
     args.events, args.rounds, args.seconds = (5000, 1, 1.0) if args.quick else (20000, 3, 3.0)
+    args.rounds = rounds or args.rounds
     started = time.perf_counter()
     result = asyncio.run(measure(args))
     result["seconds"] = time.perf_counter() - started
