@@ -485,7 +485,10 @@ class RedisTransport:
             counters.nacked += 1  # left pending: re-read on restart, or claimed
             self._in_flight.pop((receipt.stream, receipt.entry), None)
             return
-        why = {Verdict.FAILED: "handler_failed", Verdict.REJECTED: "rejected"}.get(verdict, "")
+        if verdict is Verdict.HANDLED:
+            why = ""
+        else:
+            why = "handler_failed" if verdict is Verdict.FAILED else "rejected"
         self._to_ack.append((receipt, verdict, why))
         if self._wake is not None:
             self._wake.set()
