@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats test lint typecheck pytest contract bench bench-quick bench-profile bench-wire bench-nats clean
+.PHONY: demo demo-nats test lint typecheck pytest contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ bench-wire: $(STAMP)
 # bench/out/nats.json, cProfile reports in bench/out/nats-profile-*.txt.
 bench-nats: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.nats_transport --profile
+
+# The Redis Streams transport beside raw redis-py and FastStream (< 1 min; needs the
+# Redis at 127.0.0.1:6379 or EVENTCORE_REDIS_URL): bench/out/redis.json.
+bench-redis: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.redis_transport
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
