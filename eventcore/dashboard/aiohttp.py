@@ -10,7 +10,8 @@
     setup_dashboard(app, Dashboard(bus), prefix="/dashboard")
 
 :func:`setup` adds the sub-application under *prefix* and runs the dashboard's
-life in the application's ``cleanup_ctx``.
+life in the application's ``cleanup_ctx`` (after the dispatcher's: call it after
+``eventcore.integrations.aiohttp.setup``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ DASHBOARD_KEY = web.AppKey("eventcore_dashboard", Dashboard)
 def subapp(dashboard: Dashboard) -> web.Application:
     """An aiohttp application serving *dashboard*; ``app.add_subapp(prefix, it)``.
 
-    Its ``cleanup_ctx`` runs the dashboard's life (aiohttp runs a sub-application's
-    startup and cleanup with its parent's).
+    The dashboard's life (``async with dashboard``) is the caller's: :func:`setup`
+    runs it in the parent's ``cleanup_ctx``.
     """
     app = web.Application(client_max_size=MAX_BODY)
     app[DASHBOARD_KEY] = dashboard
@@ -67,15 +68,21 @@ def subapp(dashboard: Dashboard) -> web.Application:
 
     app.router.add_route("*", "", serve)
     app.router.add_route("*", "/{tail:.*}", serve)
+    return app
+
+
+def setup(app: web.Application, dashboard: Dashboard, prefix: str = "/dashboard") -> None:
+    """Serve *dashboard* under *prefix* of *app* (its page is at ``prefix + "/"``) and
+    run its life in *app*'s ``cleanup_ctx``.
+
+    Call it after ``eventcore.integrations.aiohttp.setup(app, bus)`` (or whatever
+    starts the dispatcher): contexts end in the reverse order, so the dashboard
+    stops before the dispatcher drains.
+    """
+    app.add_subapp(prefix.rstrip("/"), subapp(dashboard))
 
     async def life(app: web.Application) -> AsyncIterator[None]:
         async with dashboard:
             yield
 
     app.cleanup_ctx.append(life)
-    return app
-
-
-def setup(app: web.Application, dashboard: Dashboard, prefix: str = "/dashboard") -> None:
-    """Serve *dashboard* under *prefix* of *app* (its page is at ``prefix + "/"``)."""
-    app.add_subapp(prefix.rstrip("/"), subapp(dashboard))
