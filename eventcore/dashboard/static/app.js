@@ -5,6 +5,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const HISTORY = 900;        // samples kept in the page (15 min at 1 s)
 const SPARK = 120;          // samples in a row's sparkline
+const LETTERS = 15;         // dead letters listed (the newest)
 let settings = { csrf: "", actions: false, payloads: false, interval: 1 };
 let history = [];
 let letters = [];
@@ -30,23 +31,31 @@ function fmt(value, digits) {
 }
 
 // A line chart of several series: [{values, cls}], scaled to max(values, floor).
-function chart(width, height, series, floor) {
+function chart(width, height, series, floor, labelled) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+  // labelled charts share one scale; sparklines scale each series on its own
   let top = floor || 1;
   for (const s of series) for (const v of s.values) if (v !== null && v > top) top = v;
   for (const s of series) {
+    let own = top;
+    if (!labelled) {
+      own = s.floor || floor || 1;
+      for (const v of s.values) if (v !== null && v > own) own = v;
+    }
     const n = s.values.length;
     if (n < 2) continue;
     const points = s.values.map((v, i) => {
       const x = (i / (n - 1)) * (width - 2) + 1;
-      const y = height - 1 - ((v || 0) / top) * (height - 2);
+      const y = height - 1 - ((v || 0) / own) * (height - 2);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     });
     root.appendChild(svg("polyline", { points: points.join(" "), class: s.cls, fill: "none" }));
   }
-  const label = svg("text", { x: 3, y: 11, class: "scale" });
-  label.textContent = fmt(top);
-  root.appendChild(label);
+  if (labelled) {
+    const label = svg("text", { x: 3, y: 11, class: "scale" });
+    label.textContent = `${fmt(top)}/s`;
+    root.appendChild(label);
+  }
   return root;
 }
 
@@ -69,7 +78,8 @@ function renderTotals() {
   for (const k of ["accepted", "handled", "dropped", "failed"]) {
     legend.appendChild(el("span", { class: "key " + k }, `${k} ${fmt(last[k])}/s`));
   }
-  box.replaceChildren(chart(900, 120, series, 1), legend);
+  const width = Math.max(300, box.clientWidth || 900);
+  box.replaceChildren(chart(width, 120, series, 1, true), legend);
 }
 
 async function act(action, target) {
@@ -104,9 +114,10 @@ function renderTypes() {
     tr.appendChild(depth);
     const spark = el("td", { class: "spark" });
     spark.appendChild(chart(160, 32, [
-      { cls: "line depth", values: recent.map((s) => (s.types[id] ? s.types[id].depth : null)) },
+      { cls: "line depth", floor: row.capacity,
+        values: recent.map((s) => (s.types[id] ? s.types[id].depth : null)) },
       { cls: "line handled", values: recent.map((s) => (s.types[id] ? s.types[id].handled_rate : null)) },
-    ], 1));
+    ], 1, false));
     tr.appendChild(spark);
     for (const k of ["accepted", "handled", "dropped", "failed"]) {
       tr.appendChild(el("td", { class: "num " + k + "-rate" }, fmt(row[k + "_rate"])));
@@ -130,9 +141,11 @@ function renderTypes() {
 }
 
 function renderLetters() {
-  document.getElementById("letter-count").textContent = String(letters.length);
+  const shown = Math.min(LETTERS, letters.length);
+  document.getElementById("letter-count").textContent =
+    shown < letters.length ? `${shown} newest of ${letters.length}` : String(letters.length);
   const body = document.querySelector("#letters tbody");
-  const rows = letters.slice(0, 50).map((letter) => {
+  const rows = letters.slice(0, LETTERS).map((letter) => {
     const tr = el("tr", { "data-letter": letter.id });
     tr.appendChild(el("td", {}, letter.id));
     tr.appendChild(el("td", {}, new Date(letter.at * 1000).toLocaleTimeString()));
