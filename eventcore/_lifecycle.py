@@ -68,6 +68,8 @@ class Running(Publishing):
             self._token = anyio.lowlevel.current_token()
             self._loop_thread = threading.get_ident()
             self._phase = Phase.RUNNING
+            for state in self._table:
+                self._sync_pause(state)  # paused types stay paused in the next run
             self._open_fast_path()
             self._start_pumps()
             self._exit_stack = stack.pop_all()

@@ -399,3 +399,20 @@ def test_bad_settings_are_refused() -> None:
         Dashboard(bus, interval=0)
     with pytest.raises(TypeError, match="auth"):
         Dashboard(bus, auth="ops:secret")  # type: ignore[arg-type]
+
+
+def test_the_dashboard_package_exports_documented_names() -> None:
+    import inspect
+
+    import eventcore.dashboard as package
+
+    for name in package.__all__:
+        obj = getattr(package, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            assert obj.__doc__, name
+    public = [
+        name
+        for name, member in inspect.getmembers(Dashboard)
+        if not name.startswith("_") and callable(member)
+    ]
+    assert all(getattr(Dashboard, name).__doc__ for name in public), public
