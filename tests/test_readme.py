@@ -249,7 +249,8 @@ async def test_readme_dashboard_app_serves_in_process(workdir: Path) -> None:
     app: Any = module.app
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)  # its client is 127.0.0.1: loopback
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        base = "http://127.0.0.1"  # a loopback Host too: no auth= answers only those
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
             page = await client.get("/dashboard/")
             snapshot = await client.get("/dashboard/snapshot.json")
     assert page.status_code == 200

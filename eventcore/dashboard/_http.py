@@ -6,7 +6,9 @@ files, JSON and the event stream alike, goes through the same gate:
 
 * with ``auth=``: ``auth(request)`` must say yes (401 otherwise);
 * without: only a loopback client that came through no proxy (no ``Forwarded`` /
-  ``X-Forwarded-For`` / ``X-Real-IP`` header) is answered (403 otherwise);
+  ``X-Forwarded-For`` / ``X-Real-IP`` header) and asked for a loopback ``Host``
+  (``localhost``, ``127.0.0.1``, ``[::1]``: no DNS rebinding) is answered (403
+  otherwise);
 * actions are POSTs with the CSRF token the page received, a JSON body, and an
   ``Origin`` that is the page's own (or listed in ``allowed_origins``); read-only
   unless ``allow_actions=True``.
@@ -131,18 +133,32 @@ def is_loopback(host: str | None) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine: localhost or a loopback address."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:8000
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    return name in ("localhost", "") or name.endswith(".localhost") or is_loopback(name)
+
+
 async def _gate(dashboard: Dashboard, request: Request) -> Reply | None:
     """The same check for every endpoint; None when the request may pass."""
     auth = dashboard.auth
     if auth is None:
         proxied = any(name in request.headers for name in _PROXY_HEADERS)
-        if is_loopback(request.client) and not proxied:
-            return None
-        return _text(
-            403,
-            "the eventcore dashboard answers loopback clients only: it has no auth= "
-            "(requests through a proxy count as remote)",
-        )
+        if not is_loopback(request.client) or proxied:
+            return _text(
+                403,
+                "the eventcore dashboard answers loopback clients only: it has no auth= "
+                "(requests through a proxy count as remote)",
+            )
+        if not _loopback_host(request.headers.get("host", "")):
+            # a page of another site whose name was rebound to 127.0.0.1 (DNS rebinding)
+            # would be same-origin with the dashboard: only loopback names are answered
+            return _text(403, "without auth= the dashboard answers only for a loopback Host")
+        return None
     verdict = auth(request)
     if inspect.isawaitable(verdict):
         verdict = await verdict

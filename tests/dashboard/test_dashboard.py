@@ -192,6 +192,13 @@ async def test_without_auth_only_loopback_clients_are_answered(
             assert (await _each(http, {}))[:4] == [200, 200, 200, 200]
         async with client_for(dashboard, ("::1", 4000)) as http:
             assert (await http.get("/snapshot.json")).status_code == 200
+            for host in ("localhost:8000", "[::1]:8000", "127.0.0.2", "app.localhost"):
+                ok = await http.get("/snapshot.json", headers={"host": host})
+                assert ok.status_code == 200, host
+            # a site whose name was rebound to 127.0.0.1 is same-origin with the page
+            rebound = await http.get("/snapshot.json", headers={"host": "evil.example:8000"})
+            assert rebound.status_code == 403
+            assert "loopback Host" in rebound.text
 
 
 async def test_basic_auth_guards_every_endpoint() -> None:
