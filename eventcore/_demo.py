@@ -250,6 +250,7 @@ async def run_demo(
     async with bus, _dashboard(bus, dashboard_port) as shown:  # leaving drains
         if shown is not None:
             print(f"dashboard: {shown}   (in a terminal: eventcore top {shown})", flush=True)
+            print("           (--seconds 120 leaves time to look around)", flush=True)
         async with anyio.create_task_group() as tg:  # the publishers
             for feed in (_orders, _pages, _sensors, _payments):
                 tg.start_soon(feed, bus, report, seconds)
