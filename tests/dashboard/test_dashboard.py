@@ -136,7 +136,13 @@ async def test_the_stream_sends_history_samples_and_heartbeats() -> None:
         again = await stream_events(dashboard, 1, **{"last-event-id": str(last)})
         assert all(s["t"] > last for s in again[0][1]["history"])
         reloaded = await stream_events(dashboard, 1)
-        assert len(reloaded[0][1]["history"]) >= len(hello["history"])
+        history = reloaded[0][1]["history"]
+        assert len(history) >= len(hello["history"])
+        assert history[-1] == dashboard.samples[-1]  # the newest whole ...
+        if len(history) > 1:  # ... the older ones with what the charts draw
+            [row] = history[0]["types"].values()
+            assert set(row) == {"depth", "accepted_rate", "handled_rate", "dropped_rate",
+                                "failed_rate"}  # fmt: skip
 
 
 async def test_the_ring_is_bounded() -> None:
