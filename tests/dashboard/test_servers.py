@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 import httpx
 import pytest
 from aiohttp import web
@@ -65,6 +66,9 @@ async def check_served(base: str, bus: Dispatcher, dashboard: Dashboard) -> None
         snapshot = (await http.get("/dashboard/snapshot.json")).json()
         assert snapshot["sample"]["types"][tid()]["handled"] == 1
         assert await first_events(http, "/dashboard/events", 2) == ["hello", "sample"]
+        with anyio.fail_after(10):  # the server notices the client left: no viewer leaks
+            while dashboard.viewers:
+                await dashboard.next_sample()  # the next tick
         headers = {"origin": base, "x-csrf-token": dashboard.csrf_token}
         body = {"action": "pause", "target": tid()}
         paused = await http.post("/dashboard/action", json=body, headers=headers)

@@ -71,6 +71,9 @@ async def test_the_small_server_serves_every_route() -> None:
             [row] = snapshot["sample"]["types"].values()
             assert row["handled"] == 20
             assert await first_line_of_events(url) == "HTTP/1.1 200 OK"
+            with anyio.fail_after(10):  # the server notices the client left
+                while dashboard.viewers:
+                    await dashboard.next_sample()  # the next tick
             origin = url.rstrip("/")
             refused = await http.post(
                 "/action",
