@@ -1,4 +1,5 @@
-"""Command line: ``eventcore demo`` and ``eventcore catalog`` (also ``python -m eventcore``)."""
+"""Command line: ``eventcore demo``, ``eventcore top`` and ``eventcore catalog`` (also
+``python -m eventcore``)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,33 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", choices=("asyncio", "uvloop", "trio"), default="asyncio", help="event loop"
     )
     demo.add_argument("--plain", action="store_true", help="plain lines instead of a live table")
+    demo.add_argument(
+        "--no-dashboard", action="store_true", help="do not serve the live dashboard"
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="the dashboard's port on 127.0.0.1 (0: a free one)"
+    )
+    top = commands.add_parser(
+        "top",
+        help="show a dashboard's live feed in the terminal",
+        description=(
+            "Show the live feed of an eventcore dashboard (URL: where it is mounted, e.g. "
+            "http://127.0.0.1:8000/dashboard/), like htop: keys d, r, n sort by depth, "
+            "rate, name; q quits."
+        ),
+    )
+    top.add_argument("url", metavar="URL", help="the dashboard's address")
+    top.add_argument("--sort", choices=("depth", "rate", "name"), default="depth")
+    top.add_argument("--user", help="HTTP Basic user (password: $EVENTCORE_DASHBOARD_PASSWORD)")
+    top.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="an extra request header (repeatable)",
+    )
+    top.add_argument("--once", action="store_true", help="print one table and exit")
     catalog = commands.add_parser(
         "catalog",
         help="write the AsyncAPI / JSON Schema / Markdown catalog of a dispatcher",
@@ -81,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "catalog":
         _catalog(parser, args)
         return
+    if args.command == "top":
+        _top(parser, args)
+        return
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
 
@@ -88,7 +119,38 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     backend, options = _backend(args.backend)
     live = False if args.plain else None
-    anyio.run(lambda: run_demo(args.seconds, live=live), backend=backend, backend_options=options)
+    port = None if args.no_dashboard else args.port
+    anyio.run(
+        lambda: run_demo(args.seconds, live=live, dashboard_port=port),
+        backend=backend,
+        backend_options=options,
+    )
+
+
+def _top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    import urllib.error
+
+    try:
+        from rich.console import Console
+
+        from .dashboard.top import auth_headers, run_top, snapshot, table
+    except ImportError:
+        parser.error("eventcore top needs rich: pip install 'eventcore[dashboard]'")
+    password = os.environ.get("EVENTCORE_DASHBOARD_PASSWORD")
+    headers = auth_headers(args.user, password, args.header)
+    try:
+        if args.once:
+            answer = snapshot(args.url, headers)
+            Console().print(table(answer["sample"], args.sort, args.url, len(answer["letters"])))
+        else:
+            anyio.run(lambda: run_top(args.url, headers, sort=args.sort))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace").strip()
+        raise SystemExit(f"eventcore top: {args.url} answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"eventcore top: cannot reach {args.url}: {exc}") from None
+    except KeyboardInterrupt:
+        pass
 
 
 def _backend(name: str) -> tuple[str, dict[str, Any]]:

@@ -74,6 +74,8 @@ class DispatcherCore:
     _full_delivery: bool
     _envelope_all: bool
     _phase: Phase
+    #: the types paused with ``Dispatcher.pause`` (and so their subclasses)
+    _paused: set[type]
     _pool: WorkerPool | None
     _token: anyio.lowlevel.EventLoopToken | None
     _loop_thread: int | None
@@ -149,9 +151,31 @@ class DispatcherCore:
     def _new_state(self, event_class: type) -> TypeState:
         config = self.config(event_class)
         state = TypeState(event_class, config)
+        if self._paused:
+            state.paused = self._pause_holds(event_class)
         if self._routing and event_class is not DeadLetter:
             state.route = config.transport or self._transport
         return self._table.create(event_class, state)
+
+    def _pause_holds(self, event_class: type) -> bool:
+        """Whether *event_class*'s workers are held now: it or a base is paused, and the
+        dispatcher is not shutting down (shutdown drains paused types too)."""
+        paused = self._paused
+        return (
+            bool(paused)
+            and self._phase is not Phase.CLOSING
+            and any(klass in paused for klass in event_class.__mro__)
+        )
+
+    def _sync_pause(self, state: TypeState) -> None:
+        """Hold or free *state*'s workers as ``_pause_holds`` says."""
+        hold = self._pause_holds(state.event_type)
+        if hold and not state.paused:
+            state.pause()
+        elif not hold and state.paused:
+            state.resume()
+            if self._pool is not None:
+                self._pool.kick(state)
 
     def _route_of(self, event_class: type) -> Any:
         """The transport *event_class* is routed through (None: in memory). Dead

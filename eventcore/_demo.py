@@ -3,15 +3,19 @@
 Five event types, each configured to show one behaviour, are fed by publishers
 that burst above what the handlers can take. A live table (rich, when installed
 and stdout is a terminal; plain lines otherwise) shows queue depth, in-flight
-handlers and counters per type; a summary table closes the run.
+handlers and counters per type; a summary table closes the run. The live
+dashboard is served on 127.0.0.1 while it runs (``--no-dashboard`` skips it):
+open the printed URL, or run ``eventcore top URL``.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,8 +226,14 @@ def _plain(data: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-async def run_demo(seconds: float = 6.0, *, live: bool | None = None) -> DemoReport:
-    """Run the simulated service for *seconds*, showing progress, and print a summary."""
+async def run_demo(
+    seconds: float = 6.0, *, live: bool | None = None, dashboard_port: int | None = None
+) -> DemoReport:
+    """Run the simulated service for *seconds*, showing progress, and print a summary.
+
+    :param dashboard_port: serve the live dashboard on 127.0.0.1 at this port (0: a
+        free one) while the service runs, and print its URL; None: no dashboard
+    """
     if live is None:
         live = sys.stdout.isatty()
     try:
@@ -237,7 +247,10 @@ async def run_demo(seconds: float = 6.0, *, live: bool | None = None) -> DemoRep
     bus = build(report)
     print(f"eventcore demo: a shop service under bursts for {seconds:g} s")
     started = time.monotonic()
-    async with bus:  # leaving it drains every accepted event
+    async with bus, _dashboard(bus, dashboard_port) as shown:  # leaving drains
+        if shown is not None:
+            print(f"dashboard: {shown}   (in a terminal: eventcore top {shown})", flush=True)
+            print("           (--seconds 120 leaves time to look around)", flush=True)
         async with anyio.create_task_group() as tg:  # the publishers
             for feed in (_orders, _pages, _sensors, _payments):
                 tg.start_soon(feed, bus, report, seconds)
@@ -262,6 +275,26 @@ async def run_demo(seconds: float = 6.0, *, live: bool | None = None) -> DemoRep
         print(_plain(summary))
     _explain(bus, report)
     return report
+
+
+@asynccontextmanager
+async def _dashboard(bus: Dispatcher, port: int | None) -> AsyncIterator[str | None]:
+    """Serve the dashboard of *bus* on 127.0.0.1:*port* (read-only: anyone on this
+    machine may look); yields its URL, or None when *port* is None."""
+    if port is None:
+        yield None
+        return
+    from .dashboard import Dashboard
+    from .dashboard.serve import serve
+
+    logging.getLogger("eventcore.dashboard").setLevel(logging.ERROR)  # loopback only: said
+    dashboard = Dashboard(bus, interval=0.5)
+    async with dashboard, anyio.create_task_group() as server:
+        url = await server.start(serve, dashboard, "127.0.0.1", port)
+        try:
+            yield url
+        finally:
+            server.cancel_scope.cancel()
 
 
 def _explain(bus: Dispatcher, report: DemoReport) -> None:

@@ -136,6 +136,7 @@ class Dispatcher(Running):
         self._full_delivery = False
         self._envelope_all = False
         self._phase = Phase.NEW
+        self._paused = set()
         self._pool = None
         self._pumps: anyio.abc.TaskGroup | None = None
         self._opened = {}
@@ -385,6 +386,48 @@ class Dispatcher(Running):
             raise TypeError(f"report_dead_letter() takes a DeadLetter, got {letter!r}")
         self._reporter.dead_letter(letter)
 
+    # -- pausing ---------------------------------------------------------------------
+
+    def pause(self, event_type: type) -> None:
+        """Stop handling events of *event_type* and its subclasses until :meth:`resume`.
+
+        Workers take no new event of a paused type (handlers already running
+        finish); its queued events stay queued, nothing is lost; publishers see the
+        type's overflow policy once its queue is full (under BLOCK they wait); a
+        routed type fetches nothing from its broker. It may be called before the
+        dispatcher starts, while it runs, and survives :meth:`configure`.
+        :meth:`drain` does not wait for paused types; shutdown (leaving ``async
+        with``) handles their queued events like any other's, within
+        ``shutdown_timeout``, and the pause stays set for the next run.
+        Idempotent. A paused type is kept (not freed) until it is resumed.
+
+        :raises InvalidEvent: *event_type* is not an event class
+        """
+        check_event_class(event_type, "pause")
+        self._paused.add(event_type)
+        for state in self._table:
+            self._sync_pause(state)
+
+    def resume(self, event_type: type) -> None:
+        """Undo :meth:`pause` of *event_type*: its workers take its queued events again.
+
+        A subclass stays paused while a base class of it is paused. Idempotent.
+
+        :raises InvalidEvent: *event_type* is not an event class
+        """
+        check_event_class(event_type, "resume")
+        self._paused.discard(event_type)
+        for state in self._table:
+            self._sync_pause(state)
+
+    def paused(self, event_type: type) -> bool:
+        """Whether *event_type* is paused, itself or through a paused base class."""
+        return any(klass in self._paused for klass in event_type.__mro__)
+
+    def paused_types(self) -> tuple[type, ...]:
+        """The event types given to :meth:`pause` and not resumed since."""
+        return tuple(self._paused)
+
     # -- observing -------------------------------------------------------------------
 
     @overload
@@ -397,10 +440,18 @@ class Dispatcher(Running):
             state = self._table.get(event_type)
             if state is not None:
                 return self._with_broker(_snapshot(state))
-            return self._with_broker(_retired(event_type, self._table.counters_of(event_type)))
+            stats = _retired(event_type, self._table.counters_of(event_type))
+            if self._paused:
+                stats = replace(stats, paused=self.paused(event_type))
+            return self._with_broker(stats)
         found = {cls: _retired(cls, counters) for cls, counters in self._table.retired_counters()}
         for state in self._table:
             found[state.event_type] = _snapshot(state)
+        if self._paused:
+            found = {
+                cls: replace(stats, paused=self.paused(cls)) if not stats.paused else stats
+                for cls, stats in found.items()
+            }
         if self._routing:
             found = {cls: self._with_broker(stats) for cls, stats in found.items()}
         return found
@@ -468,6 +519,7 @@ def _snapshot(state: TypeState) -> TypeStats:
         handled=state.handled,
         failed=state.failed,
         abandoned=state.abandoned,
+        paused=state.paused,
     )
 
 

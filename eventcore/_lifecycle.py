@@ -78,6 +78,8 @@ class Running(Publishing):
             self._token = anyio.lowlevel.current_token()
             self._loop_thread = threading.get_ident()
             self._phase = Phase.RUNNING
+            for state in self._table:
+                self._sync_pause(state)  # paused types stay paused in the next run
             self._open_fast_path()
             self._start_pumps()
             self._exit_stack = stack.pop_all()
@@ -94,6 +96,8 @@ class Running(Publishing):
         assert pumps is not None
         self._phase = Phase.CLOSING
         self._open_fast_path()
+        for state in self._table:
+            self._sync_pause(state)  # shutdown drains paused types too (the pause stays set)
         self._lifecycle(Lifecycle.DRAINING)
         abandoned_before = self._abandoned()
         try:
@@ -177,6 +181,8 @@ class Running(Publishing):
     async def drain(self) -> None:
         """Wait until no event is queued or in flight, including follow-on events.
 
+        Paused types are not waited for: their events wait for ``resume()``.
+
         :raises DispatcherClosed: the dispatcher was never started
         :raises RuntimeError: called from one of the dispatcher's own handlers (it
             would wait for that handler itself)
@@ -188,11 +194,13 @@ class Running(Publishing):
                 "drain() was awaited inside a handler of this dispatcher: it would wait for "
                 "that handler itself; use publish_and_wait() to wait for follow-on events"
             )
-        await self._quiet()
+        await self._quiet(skip_paused=True)
 
-    async def _quiet(self) -> None:
+    async def _quiet(self, skip_paused: bool = False) -> None:
         while True:
-            busy = next((state for state in self._table if state.busy), None)
+            busy = next(
+                (s for s in self._table if s.busy and not (skip_paused and s.paused)), None
+            )
             if busy is None:
                 return
             if busy.quiet is None:
@@ -246,6 +254,9 @@ class Running(Publishing):
                 await self._open_route(route)
                 source = route.source(state.event_type)
                 while True:
+                    if state.paused:  # fetch nothing while the type is paused
+                        await state.resumption().wait()
+                        continue
                     room = state.limit - len(state.items)
                     if room <= 0:
                         putter = state.park_putter(None, room_only=True)  # woken by room

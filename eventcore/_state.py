@@ -21,6 +21,8 @@ module reads it and changes it through these transitions:
 ``release``     pool inlines the common case: ``WorkerPool._next_state``)
 ``lend`` /      a handler suspended in a wait gives its slot (and key) away /
 ``reclaim``     takes a slot back, ahead of new events
+``pause`` /     workers stop / go on taking the type's events (handlers running
+``resume``      finish; publishers see the overflow policy once the queue fills)
 =============== ==============================================================
 
 :meth:`TypeState.check` states the invariants; the test suite calls it after
@@ -98,6 +100,7 @@ class TypeState:
         "maxsize",
         "orphans",
         "overflow",
+        "paused",
         "plain",
         "pump",
         "pump_route",
@@ -105,6 +108,7 @@ class TypeState:
         "quiet",
         "reclaimers",
         "refused",
+        "resumed",
         "retry",
         "route",
         "running",
@@ -140,6 +144,10 @@ class TypeState:
         self.attention = False
         #: set by shutdown once its deadline passed: no handler starts any more
         self.stopping = False
+        #: ``Dispatcher.pause``: no event of this type starts (see ``pause``)
+        self.paused = False
+        #: set by ``resume`` for a pump that waits while the type is paused
+        self.resumed: anyio.Event | None = None
         # -- the queue --
         self.items: deque[Any] = deque()
         #: how many events may be in ``items`` now: ``maxsize - held``
@@ -216,6 +224,7 @@ class TypeState:
             or bool(self.orphans)
             or self.running > self.concurrency
             or self.stopping
+            or self.paused
         )
 
     def key_of(self, event: Any) -> Hashable:
@@ -500,6 +509,32 @@ class TypeState:
             self.running += 1
             self._grant(self.reclaimers.popleft())
 
+    def pause(self) -> None:
+        """Workers stop taking this type's events: a worker serving it leaves at its
+        next event boundary (the ``attention`` flag), none is scheduled for it. Handlers
+        already running finish, and a suspended one still gets its slot back. Queued
+        events stay queued; publishers see the overflow policy once the queue is full."""
+        self.paused = True
+        self.refresh()
+        quiet, self.quiet = self.quiet, None
+        if quiet is not None:
+            quiet.set()  # drain() does not wait for a paused type: let it look again
+
+    def resumption(self) -> anyio.Event:
+        """What a pump waits on while the type is paused (set by ``resume``)."""
+        if self.resumed is None:
+            self.resumed = anyio.Event()
+        return self.resumed
+
+    def resume(self) -> None:
+        """Workers take this type's events again (the caller schedules one); a pump
+        waiting while the type was paused fetches again."""
+        self.paused = False
+        self.refresh()
+        resumed, self.resumed = self.resumed, None
+        if resumed is not None:
+            resumed.set()
+
     def stop(self) -> None:
         """Shutdown's deadline passed: no handler may start; suspended handlers that
         want their slot back get it at once, so that they can unwind."""
@@ -529,6 +564,7 @@ class TypeState:
         self.pump = self.pump_route = None
         self.scheduled = False
         self.stopping = False
+        self.resumed = None
         self.refresh()
 
     # -- the counters that outlive the state -----------------------------------------

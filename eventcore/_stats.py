@@ -39,6 +39,8 @@ class TypeStats:
     #: the type's figures on its broker, when it is routed through a transport
     #: that reports them (``Transport.broker_stats``)
     broker: BrokerStats | None = None
+    #: whether the type is paused (``Dispatcher.pause``): its workers take no event
+    paused: bool = False
 
     @property
     def published(self) -> int:

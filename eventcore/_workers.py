@@ -97,6 +97,7 @@ class WorkerPool:
             and not state.scheduled
             and state.running < state.concurrency
             and not state.stopping
+            and not state.paused
         ):
             self.schedule(state)
 
@@ -131,8 +132,8 @@ class WorkerPool:
             state.scheduled = False
             if state.running >= state.concurrency or not (state.items or state.orphans):
                 continue  # served meanwhile, or its slots are taken
-            if state.attention and (state.reclaimers or state.stopping):
-                continue  # suspended handlers take free slots first; or shutting down
+            if state.attention and (state.reclaimers or state.stopping or state.paused):
+                continue  # suspended handlers take free slots first; or shutting down, paused
             state.running += 1
             slot.state = state
             slot.holding = True
@@ -162,7 +163,7 @@ class WorkerPool:
 
     def _attend(self, state: TypeState, slot: WorkerSlot) -> str:
         """Decide what a worker does when its type's ``attention`` flag is up."""
-        if state.stopping:
+        if state.stopping or state.paused:
             return _LEAVE
         if state.reclaimers:
             # A handler that lent its slot wants it back: hand ours over.

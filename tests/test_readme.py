@@ -243,6 +243,21 @@ async def test_readme_aiohttp_app_serves_in_process(workdir: Path) -> None:
     assert module.bus.stats(module.OrderPlaced).accepted == 1
 
 
+@pytest.mark.asyncio
+async def test_readme_dashboard_app_serves_in_process(workdir: Path) -> None:
+    module = load(workdir, "dashboard_app.py")
+    app: Any = module.app
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)  # its client is 127.0.0.1: loopback
+        base = "http://127.0.0.1"  # a loopback Host too: no auth= answers only those
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            page = await client.get("/dashboard/")
+            snapshot = await client.get("/dashboard/snapshot.json")
+    assert page.status_code == 200
+    assert snapshot.status_code == 200
+    assert "types" in snapshot.json()["sample"]
+
+
 BROKEN = """\
 Text.
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -160,6 +160,17 @@ class Composition(RuleBasedStateMachine):
 
         return self.portal.call(bounded)
 
+    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Start *fn* in the publishers' task group without waiting for it (anyio >= 4.?
+        returns an awaitable task handle from ``start_soon``: the portal would await it)."""
+        task_group = self.task_group
+        assert task_group is not None
+
+        def spawn() -> None:
+            task_group.start_soon(fn, *args)
+
+        self.portal.call(_sync, spawn)
+
     def _start(self) -> None:
         self.closing = False
         self.session = self.portal.wrap_async_context_manager(self._session())
@@ -210,6 +221,8 @@ class Composition(RuleBasedStateMachine):
             self.rec.violations.append(
                 f"{what} {event!r} beside {self.rec.running[klass]} running, limit {limit}"
             )
+        if what == "started" and not self.closing and self.bus.paused(klass):
+            self.rec.violations.append(f"{event!r} started while its type was paused")
         self.rec.running[klass] += 1
         # A handler suspended in a publish may have lent its key (if its wait closed a
         # cycle): the next event of that key may start meanwhile, so a handler holds
@@ -312,7 +325,7 @@ class Composition(RuleBasedStateMachine):
                 CLASSES[cls], action=action, follow=(follow + copy) % len(CLASSES), mode=mode,
                 key=(key + copy) % 3, bad_key=bad == "key", bad_filter=bad == "filter",
             )  # fmt: skip
-            self.portal.call(self.task_group.start_soon, self._publish, event, cancel)
+            self._spawn(self._publish, event, cancel)
         self.call(anyio.lowlevel.checkpoint)
 
     @rule(
@@ -329,12 +342,17 @@ class Composition(RuleBasedStateMachine):
 
         self.portal.call(apply)
 
+    @rule(cls=st.integers(0, len(CLASSES) - 1), pause=st.booleans())
+    def pause_or_resume(self, cls: int, pause: bool) -> None:
+        klass = CLASSES[cls]
+        self.portal.call(_sync, lambda: (self.bus.pause if pause else self.bus.resume)(klass))
+
     @rule(action=st.sampled_from(ACTIONS))
     def short_lived_type(self, action: str) -> None:
         klass: type[Ev] = type("ShortLived", (Plain,), {"__slots__": ()})
         event = self._new(klass, action=action, mode="publish")
         assert self.task_group is not None
-        self.portal.call(self.task_group.start_soon, self._publish, event, math.inf)
+        self._spawn(self._publish, event, math.inf)
 
     @rule()
     def settle(self) -> None:
@@ -342,6 +360,8 @@ class Composition(RuleBasedStateMachine):
         self.check_settled(after_shutdown=False)
 
     async def _settle(self) -> None:
+        for klass in CLASSES:
+            self.bus.resume(klass)  # drain() does not wait for paused types
         await self.bus.drain()
         await anyio.wait_all_tasks_blocked()
         await self.bus.drain()
