@@ -93,7 +93,7 @@ class Publishing(DispatcherCore):
         if len(items) < state.limit:
             items.append(event)
             state.accepted += 1
-            if state.running < state.concurrency and not state.scheduled:
+            if not state.scheduled and state.running < state.concurrency:
                 self._pool.schedule(state)  # type: ignore[union-attr]  # set while running
             return True
         return await self._put_full(state, event, timeout)
@@ -155,27 +155,38 @@ class Publishing(DispatcherCore):
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        prepared = self._prepare(event, principal, tracked=True)
-        if prepared is None:
-            return Outcome(event, dropped=DropReason.REJECTED)
-        state, envelope = prepared
-        assert isinstance(envelope, Envelope)
-        assert envelope.done is not None
-        if state.route is not None:
-            raise InvalidConfiguration(
-                f"{state.event_type.__qualname__} is routed through a transport: its "
-                "handlers may run in another process, so publish_and_wait() cannot wait for them"
-            )
+        pool = self._pool
+        state = self._fast.get(event.__class__)
+        if state is not None:  # running, nothing to do on the way in: no key, no route
+            assert pool is not None
+            envelope = Envelope(event, None, False, False)
+            done = envelope.done = pool.wake_class()
+        else:
+            prepared = self._prepare(event, principal, tracked=True)
+            if prepared is None:
+                return Outcome(event, dropped=DropReason.REJECTED)
+            state, envelope = prepared
+            assert isinstance(envelope, Envelope)
+            assert envelope.done is not None
+            done = envelope.done
+            if state.route is not None:
+                raise InvalidConfiguration(
+                    f"{state.event_type.__qualname__} is routed through a transport: its "
+                    "handlers may run in another process, so publish_and_wait() cannot wait "
+                    "for them"
+                )
         if state.full():
             await self._put_full(state, envelope, timeout)  # a drop finishes the envelope
         else:
             self._enqueue(state, envelope)
-        pool = self._pool
         wait = begin_wait(pool, state)
-        try:
-            await envelope.done.wait()
-        finally:
-            await end_wait(pool, wait)
+        if wait is None:  # an outside publisher: no slot to lend or take back
+            await done.wait()
+        else:
+            try:
+                await done.wait()
+            finally:
+                await end_wait(pool, wait)
         outcome: Outcome[E] | None = envelope.outcome
         assert outcome is not None
         if raise_errors:
