@@ -75,6 +75,13 @@ WORKLOADS = (
     Workload("roundtrip", "publish_and_wait round trip", 2_000, roundtrip=True),
     Workload("bare-1type", "bare asyncio.Queue, 1 type (reference)", 4_000, reference=True),
     Workload(
+        "bare-loop-fanout10",
+        "bare `await handler(ev)` x 10 (reference)",
+        2_000,
+        n_handlers=10,
+        reference=True,
+    ),
+    Workload(
         "bare-roundtrip",
         "bare asyncio.Queue + future (reference)",
         2_000,
@@ -109,7 +116,9 @@ def _run_workload(workload: Workload) -> None:
         calls += 1
 
     async def main() -> None:
-        if workload.reference:
+        if workload.reference and workload.name.startswith("bare-loop"):
+            publish, drain, close = _bare_loop(workload, handler)
+        elif workload.reference:
             publish, drain, close = await _bare(workload, handler)
         else:
             publish, drain, close = await _eventcore(workload, types, handler)
@@ -152,6 +161,21 @@ async def _eventcore(
     await stack.enter_async_context(bus)
     publish: Publish = bus.publish_and_wait if workload.roundtrip else bus.publish
     return publish, bus.drain, stack.aclose
+
+
+def _bare_loop(
+    workload: Workload, handler: Callable[[Any], Awaitable[None]]
+) -> tuple[Publish, Step, Step]:
+    handlers = (handler,) * workload.n_handlers
+
+    async def fan_out(event: Any) -> None:
+        for each in handlers:
+            await each(event)
+
+    async def nothing() -> None:
+        pass
+
+    return fan_out, nothing, nothing
 
 
 async def _bare(

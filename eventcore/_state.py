@@ -78,6 +78,7 @@ class TypeState:
         "abandoned",
         "accepted",
         "attention",
+        "awaits",
         "calls",
         "concurrency",
         "dropped",
@@ -134,6 +135,9 @@ class TypeState:
         self.calls: tuple[
             tuple[Callable[[Any], Any], Callable[[Any], bool] | None, Callable[..., Any]], ...
         ] = ()
+        #: what to await of each subscription when none has a filter (else None): the hot
+        #: loop's shortest form of ``calls``
+        self.awaits: tuple[Callable[[Any], Any], ...] | None = ()
         #: whether workers may call handlers inline (no key, timeout, retry, middleware)
         self.plain = True
         #: whether a worker must look beyond its next event (see ``refresh``)
@@ -217,6 +221,13 @@ class TypeState:
             or self.running > self.concurrency
             or self.stopping
         )
+
+    def handler_of(self, call: Callable[[Any], Any]) -> Callable[..., Any]:
+        """The handler as given whose subscription awaits *call* (for failure reports)."""
+        for awaited, _, handler in self.calls:
+            if awaited is call:
+                return handler
+        return call  # unsubscribed meanwhile: its adapter is the best name left
 
     def key_of(self, event: Any) -> Hashable:
         """The key of *event* (computed once, when it is published or fetched).

@@ -231,6 +231,20 @@ class WorkerPool:
                         item, state, state.subs, None, None, slot.bind
                     ):
                         return  # cut off by shutdown; the finally reports it
+                elif (awaits := state.awaits) is not None:  # no filters: the shortest loop
+                    for call in awaits:
+                        if state.stopping:
+                            return  # no handler starts after the shutdown deadline
+                        try:
+                            await call(item)
+                        except Exception as exc:
+                            state.failed += 1
+                            reporter.handler_failed(item, state.handler_of(call), exc)
+                        except cancelled as exc:
+                            if is_own_cancellation():
+                                raise
+                            state.failed += 1
+                            reporter.handler_failed(item, state.handler_of(call), exc)
                 else:
                     for call, accepts, handler in state.calls:
                         if state.stopping:
