@@ -243,10 +243,11 @@ class Publishing(DispatcherCore):
         if state.overflow is not Overflow.BLOCK:
             return self._overflow(state, item)
         pool = self._pool
+        wake_class = None if pool is None else pool.wake_class
         wait = begin_wait(pool, state)
         try:
             while True:
-                putter = state.park_putter(item)
+                putter = state.park_putter(item, wake=None if wake_class is None else wake_class())
                 try:
                     if timeout is None:  # no cancel scope where none is needed
                         await putter.wake.wait()
@@ -280,7 +281,8 @@ class Publishing(DispatcherCore):
                 if retried is not None:
                     return retried
         finally:
-            await end_wait(pool, wait)
+            if wait is not None:
+                await end_wait(pool, wait)
 
     def _after_policy_change(self, state: TypeState, item: object) -> bool | None:
         """A waiting publisher was released because the policy changed: apply the new

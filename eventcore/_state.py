@@ -49,6 +49,7 @@ from ._errors import InvalidEvent
 if TYPE_CHECKING:
     from ._registry import Subscription
     from ._waits import Wait
+    from ._wake import Wake
 
 
 #: the counters a type keeps across the retirement of its state
@@ -60,7 +61,7 @@ class Putter:
 
     __slots__ = ("accepted", "closed", "item", "room_only", "wake")
 
-    def __init__(self, item: Any, room_only: bool = False) -> None:
+    def __init__(self, item: Any, room_only: bool = False, wake: Wake | None = None) -> None:
         self.item = item
         #: only wants to hear of room (a transport's pump), has nothing to queue
         self.room_only = room_only
@@ -68,7 +69,8 @@ class Putter:
         self.accepted = False
         #: set by ``abandon``: the dispatcher closed before there was room
         self.closed = False
-        self.wake = anyio.Event()
+        #: set when the publisher may go on (one waiter: the publisher)
+        self.wake: Wake = anyio.Event() if wake is None else wake
 
 
 class TypeState:
@@ -285,9 +287,10 @@ class TypeState:
         self.items.append(item)
         self.accepted += 1
 
-    def park_putter(self, item: Any, room_only: bool = False) -> Putter:
-        """A publisher waits for room for *item*, behind every earlier one."""
-        putter = Putter(item, room_only)
+    def park_putter(self, item: Any, room_only: bool = False, wake: Wake | None = None) -> Putter:
+        """A publisher waits for room for *item*, behind every earlier one (on *wake*,
+        default a new ``anyio.Event``)."""
+        putter = Putter(item, room_only, wake)
         self.putters.append(putter)
         return putter
 
