@@ -74,6 +74,7 @@ WORKLOADS = (
     Workload("types1000", "1,000 types round-robin", 4_000, n_types=1_000),
     Workload("roundtrip", "publish_and_wait round trip", 2_000, roundtrip=True),
     Workload("bare-1type", "bare asyncio.Queue, 1 type (reference)", 4_000, reference=True),
+    Workload("anyio-1type", "anyio memory stream, 1 type (reference)", 4_000, reference=True),
     Workload(
         "bare-loop-fanout10",
         "bare `await handler(ev)` x 10 (reference)",
@@ -118,6 +119,8 @@ def _run_workload(workload: Workload) -> None:
     async def main() -> None:
         if workload.reference and workload.name.startswith("bare-loop"):
             publish, drain, close = _bare_loop(workload, handler)
+        elif workload.reference and workload.name.startswith("anyio"):
+            publish, drain, close = await _anyio_stream(handler)
         elif workload.reference:
             publish, drain, close = await _bare(workload, handler)
         else:
@@ -176,6 +179,61 @@ def _bare_loop(
         pass
 
     return fan_out, nothing, nothing
+
+
+async def _anyio_stream(
+    handler: Callable[[Any], Awaitable[None]],
+) -> tuple[Publish, Step, Step]:
+    """The bench's anyio floor: ``send_nowait`` (``send`` when full), ``receive_nowait``."""
+    import anyio
+
+    send, receive = anyio.create_memory_object_stream[Any](1024)
+    would_block = anyio.WouldBlock
+    handled = 0
+    idle = anyio.Event()
+    wanted = 0
+
+    async def publish(event: Any) -> None:
+        nonlocal wanted
+        wanted += 1
+        try:
+            send.send_nowait(event)
+        except would_block:
+            await send.send(event)
+
+    async def worker() -> None:
+        nonlocal handled, idle
+        while True:
+            try:
+                event = receive.receive_nowait()
+            except would_block:
+                try:
+                    event = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
+            await handler(event)
+            handled += 1
+            if handled == wanted:
+                idle.set()
+
+    async def drain() -> None:
+        nonlocal idle
+        if handled < wanted:
+            await idle.wait()
+        idle = anyio.Event()
+
+    group = anyio.create_task_group()
+    await group.__aenter__()
+    group.start_soon(worker)
+
+    async def close() -> None:
+        await send.aclose()
+        await group.__aexit__(None, None, None)
+        await receive.aclose()
+
+    return publish, drain, close
 
 
 async def _bare(

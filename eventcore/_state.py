@@ -112,6 +112,7 @@ class TypeState:
         "route",
         "running",
         "scheduled",
+        "single",
         "stopping",
         "subs",
         "swept_at",
@@ -140,6 +141,8 @@ class TypeState:
         #: what to await of each subscription when none has a filter (else None): the hot
         #: loop's shortest form of ``calls``
         self.awaits: tuple[Callable[[Any], Any], ...] | None = ()
+        #: what to await when there is exactly one subscription, without a filter
+        self.single: Callable[[Any], Any] | None = None
         #: whether workers may call handlers inline (no key, timeout, retry, middleware)
         self.plain = True
         #: whether a worker must look beyond its next event (see ``refresh``)

@@ -231,6 +231,17 @@ class WorkerPool:
                         item, state, state.subs, None, None, slot.bind
                     ):
                         return  # cut off by shutdown; the finally reports it
+                elif (call := state.single) is not None:  # one subscription, no filter
+                    try:
+                        await call(item)
+                    except Exception as exc:
+                        state.failed += 1
+                        reporter.handler_failed(item, state.handler_of(call), exc)
+                    except cancelled as exc:
+                        if is_own_cancellation():
+                            raise
+                        state.failed += 1
+                        reporter.handler_failed(item, state.handler_of(call), exc)
                 elif (awaits := state.awaits) is not None:  # no filters: the shortest loop
                     for call in awaits:
                         if state.stopping:

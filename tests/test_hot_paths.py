@@ -4,7 +4,8 @@
   (``WorkerPool._serve_tracked``); a type with a handler timeout goes through
   ``Delivery``: both give the same outcome, counters and reports.
 - The hot loop of a type whose subscriptions have no filter awaits its handlers
-  from a tuple of calls: a failure is still reported with the handler as given.
+  from a tuple of calls (or its one call): a failure is still reported with the
+  handler as given.
 - ``AsyncioWake`` (asyncio's one-waiter event) keeps ``anyio.Event``'s meaning.
 """
 
@@ -115,6 +116,23 @@ async def test_unfiltered_hot_loop_reports_the_handler_as_given() -> None:
         await bus.drain()
     assert reported == [fails, sync_fails]
     assert bus.stats()[Base].failed == 2
+
+
+async def test_a_single_subscription_reports_the_handler_as_given() -> None:
+    reported: list[Any] = []
+
+    def sync_fails(event: Base) -> None:
+        raise RuntimeError("sync")
+
+    bus = Dispatcher(on_error=lambda event, handler, exc: reported.append(handler))
+    bus.subscribe(Base, sync_fails)
+    async with bus:
+        await bus.publish(Base(1))
+        await bus.drain()
+        bus.subscribe(Base, fails)  # two now: the tuple loop takes over
+        await bus.publish(Base(2))
+        await bus.drain()
+    assert reported == [sync_fails, sync_fails, fails]
 
 
 async def test_the_wake_of_each_loop(anyio_backend: Any) -> None:
