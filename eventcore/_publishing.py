@@ -77,7 +77,7 @@ class Publishing(DispatcherCore):
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        state = self._fast.get(event.__class__)
+        state = self._fast.get(type(event))  # type(): cheaper than .__class__ with many types
         if state is None:  # a new type, not running, or middleware/policy/context/key/route
             prepared = self._prepare(event, principal, tracked=False)
             if prepared is None:
@@ -156,7 +156,7 @@ class Publishing(DispatcherCore):
         if timeout is not None:
             check_timeout("timeout", timeout)
         pool = self._pool
-        state = self._fast.get(event.__class__)
+        state = self._fast.get(type(event))
         if state is not None:  # running, nothing to do on the way in: no key, no route
             assert pool is not None
             envelope = Envelope(event, None, False, False)
@@ -175,10 +175,13 @@ class Publishing(DispatcherCore):
                     "handlers may run in another process, so publish_and_wait() cannot wait "
                     "for them"
                 )
-        if state.full():
+        items = state.items
+        if len(items) >= state.limit:
             await self._put_full(state, envelope, timeout)  # a drop finishes the envelope
-        else:
-            self._enqueue(state, envelope)
+        else:  # _enqueue, inline
+            items.append(envelope)
+            state.accepted += 1
+            pool.kick(state)  # type: ignore[union-attr]  # set while running
         wait = begin_wait(pool, state)
         if wait is None:  # an outside publisher: no slot to lend or take back
             await done.wait()

@@ -12,6 +12,7 @@ once per event, with exactly one waiter each time, so on asyncio (and uvloop)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 
@@ -22,13 +23,13 @@ class Wake(Protocol):
 
     def is_set(self) -> bool: ...
 
-    async def wait(self) -> None: ...
+    def wait(self) -> Awaitable[None]: ...
 
 
 class AsyncioWake:
     """A one-shot event with at most one waiter, on asyncio.
 
-    Unlike ``anyio.Event.wait``, :meth:`wait` returns at once, without a
+    Unlike ``anyio.Event.wait``, awaiting :meth:`wait` returns at once, without a
     checkpoint, when the event is set already.
     """
 
@@ -50,15 +51,15 @@ class AsyncioWake:
         """Whether :meth:`set` was called."""
         return self._set
 
-    async def wait(self) -> None:
-        """Until the flag is set (a cancellation cancels the wait, as with asyncio.Event)."""
+    def wait(self) -> Awaitable[None]:
+        """Await it until the flag is set (a cancellation cancels the wait, as with
+        asyncio.Event). It is the future itself: no coroutine in between."""
+        waiter = asyncio.get_running_loop().create_future()
         if self._set:
-            return
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
 
 
 def wake_class(cancelled: type[BaseException]) -> Any:

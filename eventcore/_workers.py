@@ -194,7 +194,17 @@ class WorkerPool:
             state = self._next_state(slot)
             if state is not None:
                 await self._serve(state, slot)
-            elif not await self._park():
+                continue
+            # park (inline: a coroutine per park would cost as much as the rest of it)
+            wake = self._park()
+            if wake is None:
+                return  # retire: enough workers are parked, or shutting down
+            try:
+                await wake.wait()
+            finally:
+                if not wake.is_set():
+                    self.parked.remove(wake)
+            if self.stopping:
                 return
 
     async def _serve(self, state: TypeState, slot: WorkerSlot) -> None:
@@ -221,7 +231,7 @@ class WorkerPool:
                 if state.putters:
                     state.hand_over()
                 state.in_flight += 1
-                if item.__class__ is Envelope:
+                if type(item) is Envelope:
                     if item.context is None and item.receipt is None:
                         # publish_and_wait's envelope: the handlers inline, as below,
                         # with each one's result for the outcome (as Delivery does it)
@@ -343,22 +353,17 @@ class WorkerPool:
             if item is not _NOTHING:
                 self._cut_off(state, item)
 
+    def _park(self) -> Wake | None:
+        """A parked worker's wake-up, or None when it should retire instead."""
+        if self.stopping or len(self.parked) >= self.max_idle_workers:
+            return None
+        wake = self.wake_class()
+        self.parked.append(wake)
+        return wake
+
     def _cut_off(self, state: TypeState, item: Any) -> None:
         state.cut_off()
         self.reporter.dropped(item, DropReason.SHUTDOWN)
-
-    async def _park(self) -> bool:
-        """Wait for a ready type; return False (retire) when enough workers are parked."""
-        if self.stopping or len(self.parked) >= self.max_idle_workers:
-            return False
-        wake = self.wake_class()
-        self.parked.append(wake)
-        try:
-            await wake.wait()
-        finally:
-            if not wake.is_set():
-                self.parked.remove(wake)
-        return not self.stopping
 
 
 def _bind_slot(slot: WorkerSlot) -> Callable[[Context], None]:
