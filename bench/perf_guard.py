@@ -18,6 +18,9 @@ which cancels start-up, imports, the set-up and each phase's fixed costs (its
 first wake-up, its drain). The budgets are in ``bench/perf-budgets.json``, per
 Python minor version (instruction counts differ between interpreters); a
 workload fails when it costs more than ``tolerance`` (5 %) above its budget.
+The child runs with a fixed environment (the environment's size moves the
+stack, and the round trip's count with it by ~1 %); where the checkout lives
+(the length of its path) may move the counts a little too.
 
 Commands:
 
@@ -311,7 +314,14 @@ def measure(workload: Workload, valgrind: str) -> float:
     """Run *workload* under callgrind; return its instructions per event."""
     with tempfile.TemporaryDirectory(prefix="perf-guard-") as tmp:
         base = Path(tmp) / "callgrind.out"
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        # A fixed environment: its size moves the stack, and with it the counts (by
+        # ~1 % on the round trip when the caller's environment grew by 3 KB).
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LC_ALL": "C.UTF-8",
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         command = [
             valgrind,
             "--tool=callgrind",
