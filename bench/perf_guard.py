@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -408,7 +409,11 @@ def table(verdicts: Sequence[Verdict]) -> str:
             budget, headroom, word = "-", "-", "reference" if reference else "no budget"
         else:
             budget = f"{v.budget:,.0f}"
-            headroom = f"{abs(v.headroom):.1%} " + ("under" if v.headroom >= 0 else "over")
+            headroom = (
+                "at budget"
+                if abs(v.headroom) < 0.0005
+                else f"{abs(v.headroom):.1%} " + ("under" if v.headroom >= 0 else "over")
+            )
             word = "OVER BUDGET" if v.over else "ok"
         lines.append(f"{v.title:<42} {v.measured:>12,.0f} {budget:>10} {headroom:>12}  {word}")
     return "\n".join(lines)
@@ -454,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.update:
         updated = {
-            name: round(value) for name, value in measured.items() if not BY_NAME[name].reference
+            name: math.ceil(value)
+            for name, value in measured.items()
+            if not BY_NAME[name].reference
         }
         data.setdefault("budgets", {})[key] = {**budgets, **updated}
         data["tolerance"] = tolerance
