@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats test lint typecheck pytest contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
+.PHONY: demo demo-nats test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 demo-nats: $(STAMP)
 	$(BIN)/python -m examples.nats_scaleout
 
-test: lint typecheck pytest
+test: lint typecheck pytest perf-guard
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,6 +31,15 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# Instructions per event of fixed workloads under callgrind, against the budgets in
+# bench/perf-budgets.json (fails > 5 % over; skips with a message without valgrind).
+perf-guard: $(STAMP)
+	$(BIN)/python -m bench.perf_guard
+
+# Re-baseline: write the measured figures as the budgets (commit them with the reason).
+perf-guard-update: $(STAMP)
+	$(BIN)/python -m bench.perf_guard --update
 
 # The long hypothesis profile of the contract suite (tests/contract).
 contract: $(STAMP)

@@ -98,6 +98,9 @@ class DispatcherCore:
             subs = tuple(s for s in subs if policy.may_receive(s.principal, state.event_type))
         state.subs = subs
         state.calls = tuple([(s.call, s.filter, s.handler) for s in subs])
+        filtered = any(s.filter is not None for s in subs)
+        state.awaits = None if filtered else tuple([s.call for s in subs])
+        state.single = subs[0].call if len(subs) == 1 and not filtered else None
         plain = not (
             self._full_delivery
             or state.key is not None

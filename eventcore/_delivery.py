@@ -27,6 +27,7 @@ from ._errors import HandlerTimeout
 from ._middleware import HandleMiddleware, HandlerCall, chain_call
 from ._transport import Receipt, verdict_of
 from ._types import DropHook, DropReason, E, ErrorHook
+from ._wake import Wake
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import ExceptionGroup
@@ -131,7 +132,8 @@ class Envelope:
         self.started_at = self.accepted_at
         self.calls = 0
         self.context = context
-        self.done = anyio.Event() if tracked else None
+        #: set when the outcome is in (``publish_and_wait`` waits on it)
+        self.done: Wake | None = anyio.Event() if tracked else None
         self.outcome: Outcome[Any] | None = None
         #: the event's key, computed when it was published (NO_KEY: none)
         self.key = key

@@ -77,7 +77,7 @@ class Publishing(DispatcherCore):
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        state = self._fast.get(event.__class__)
+        state = self._fast.get(type(event))  # type(): cheaper than .__class__ with many types
         if state is None:  # a new type, not running, or middleware/policy/context/key/route
             prepared = self._prepare(event, principal, tracked=False)
             if prepared is None:
@@ -93,7 +93,7 @@ class Publishing(DispatcherCore):
         if len(items) < state.limit:
             items.append(event)
             state.accepted += 1
-            if state.running < state.concurrency and not state.scheduled:
+            if not state.scheduled and state.running < state.concurrency:
                 self._pool.schedule(state)  # type: ignore[union-attr]  # set while running
             return True
         return await self._put_full(state, event, timeout)
@@ -155,27 +155,41 @@ class Publishing(DispatcherCore):
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        prepared = self._prepare(event, principal, tracked=True)
-        if prepared is None:
-            return Outcome(event, dropped=DropReason.REJECTED)
-        state, envelope = prepared
-        assert isinstance(envelope, Envelope)
-        assert envelope.done is not None
-        if state.route is not None:
-            raise InvalidConfiguration(
-                f"{state.event_type.__qualname__} is routed through a transport: its "
-                "handlers may run in another process, so publish_and_wait() cannot wait for them"
-            )
-        if state.full():
-            await self._put_full(state, envelope, timeout)  # a drop finishes the envelope
-        else:
-            self._enqueue(state, envelope)
         pool = self._pool
+        state = self._fast.get(type(event))
+        if state is not None:  # running, nothing to do on the way in: no key, no route
+            assert pool is not None
+            envelope = Envelope(event, None, False, False)
+            done = envelope.done = pool.wake_class()
+        else:
+            prepared = self._prepare(event, principal, tracked=True)
+            if prepared is None:
+                return Outcome(event, dropped=DropReason.REJECTED)
+            state, envelope = prepared
+            assert isinstance(envelope, Envelope)
+            assert envelope.done is not None
+            done = envelope.done
+            if state.route is not None:
+                raise InvalidConfiguration(
+                    f"{state.event_type.__qualname__} is routed through a transport: its "
+                    "handlers may run in another process, so publish_and_wait() cannot wait "
+                    "for them"
+                )
+        items = state.items
+        if len(items) >= state.limit:
+            await self._put_full(state, envelope, timeout)  # a drop finishes the envelope
+        else:  # _enqueue, inline
+            items.append(envelope)
+            state.accepted += 1
+            pool.kick(state)  # type: ignore[union-attr]  # set while running
         wait = begin_wait(pool, state)
-        try:
-            await envelope.done.wait()
-        finally:
-            await end_wait(pool, wait)
+        if wait is None:  # an outside publisher: no slot to lend or take back
+            await done.wait()
+        else:
+            try:
+                await done.wait()
+            finally:
+                await end_wait(pool, wait)
         outcome: Outcome[E] | None = envelope.outcome
         assert outcome is not None
         if raise_errors:
@@ -232,10 +246,11 @@ class Publishing(DispatcherCore):
         if state.overflow is not Overflow.BLOCK:
             return self._overflow(state, item)
         pool = self._pool
+        wake_class = None if pool is None else pool.wake_class
         wait = begin_wait(pool, state)
         try:
             while True:
-                putter = state.park_putter(item)
+                putter = state.park_putter(item, wake=None if wake_class is None else wake_class())
                 try:
                     if timeout is None:  # no cancel scope where none is needed
                         await putter.wake.wait()
@@ -269,7 +284,8 @@ class Publishing(DispatcherCore):
                 if retried is not None:
                     return retried
         finally:
-            await end_wait(pool, wait)
+            if wait is not None:
+                await end_wait(pool, wait)
 
     def _after_policy_change(self, state: TypeState, item: object) -> bool | None:
         """A waiting publisher was released because the policy changed: apply the new

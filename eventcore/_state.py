@@ -51,6 +51,7 @@ from ._errors import InvalidEvent
 if TYPE_CHECKING:
     from ._registry import Subscription
     from ._waits import Wait
+    from ._wake import Wake
 
 
 #: the counters a type keeps across the retirement of its state
@@ -62,7 +63,7 @@ class Putter:
 
     __slots__ = ("accepted", "closed", "item", "room_only", "wake")
 
-    def __init__(self, item: Any, room_only: bool = False) -> None:
+    def __init__(self, item: Any, room_only: bool = False, wake: Wake | None = None) -> None:
         self.item = item
         #: only wants to hear of room (a transport's pump), has nothing to queue
         self.room_only = room_only
@@ -70,7 +71,8 @@ class Putter:
         self.accepted = False
         #: set by ``abandon``: the dispatcher closed before there was room
         self.closed = False
-        self.wake = anyio.Event()
+        #: set when the publisher may go on (one waiter: the publisher)
+        self.wake: Wake = anyio.Event() if wake is None else wake
 
 
 class TypeState:
@@ -80,6 +82,7 @@ class TypeState:
         "abandoned",
         "accepted",
         "attention",
+        "awaits",
         "calls",
         "concurrency",
         "dropped",
@@ -113,6 +116,7 @@ class TypeState:
         "route",
         "running",
         "scheduled",
+        "single",
         "stopping",
         "subs",
         "swept_at",
@@ -138,6 +142,11 @@ class TypeState:
         self.calls: tuple[
             tuple[Callable[[Any], Any], Callable[[Any], bool] | None, Callable[..., Any]], ...
         ] = ()
+        #: what to await of each subscription when none has a filter (else None): the hot
+        #: loop's shortest form of ``calls``
+        self.awaits: tuple[Callable[[Any], Any], ...] | None = ()
+        #: what to await when there is exactly one subscription, without a filter
+        self.single: Callable[[Any], Any] | None = None
         #: whether workers may call handlers inline (no key, timeout, retry, middleware)
         self.plain = True
         #: whether a worker must look beyond its next event (see ``refresh``)
@@ -227,6 +236,13 @@ class TypeState:
             or self.paused
         )
 
+    def handler_of(self, call: Callable[[Any], Any]) -> Callable[..., Any]:
+        """The handler as given whose subscription awaits *call* (for failure reports)."""
+        for awaited, _, handler in self.calls:
+            if awaited is call:
+                return handler
+        return call  # unsubscribed meanwhile: its adapter is the best name left
+
     def key_of(self, event: Any) -> Hashable:
         """The key of *event* (computed once, when it is published or fetched).
 
@@ -283,9 +299,10 @@ class TypeState:
         self.items.append(item)
         self.accepted += 1
 
-    def park_putter(self, item: Any, room_only: bool = False) -> Putter:
-        """A publisher waits for room for *item*, behind every earlier one."""
-        putter = Putter(item, room_only)
+    def park_putter(self, item: Any, room_only: bool = False, wake: Wake | None = None) -> Putter:
+        """A publisher waits for room for *item*, behind every earlier one (on *wake*,
+        default a new ``anyio.Event``)."""
+        putter = Putter(item, room_only, wake)
         self.putters.append(putter)
         return putter
 

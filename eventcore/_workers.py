@@ -31,10 +31,18 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._delivery import NO_KEY, Delivery, Envelope, Reporter, is_own_cancellation
+from ._delivery import (
+    NO_KEY,
+    Delivery,
+    Envelope,
+    HandlerResult,
+    Reporter,
+    is_own_cancellation,
+)
 from ._state import TypeState
 from ._types import DropReason
 from ._waits import current_slot
+from ._wake import Wake, wake_class
 
 
 class WorkerSlot:
@@ -76,13 +84,15 @@ class WorkerPool:
         #: types with queued events and a free slot, each at most once
         self.ready: deque[TypeState] = deque()
         #: one wake-up event per parked worker
-        self.parked: list[anyio.Event] = []
+        self.parked: list[Wake] = []
         #: workers spawned that have not started running yet
         self.starting = 0
         #: set once shutdown's deadline passed: no handler starts any more
         self.stopping = False
         self.context = copy_context()
         self.cancelled: type[BaseException] = anyio.get_cancelled_exc_class()
+        #: the one-waiter event of this loop (parked workers, publish_and_wait)
+        self.wake_class: Callable[[], Wake] = wake_class(self.cancelled)
 
     def schedule(self, state: TypeState) -> None:
         """Put *state* on the ready line (the caller checked it has work and a free slot)."""
@@ -185,7 +195,17 @@ class WorkerPool:
             state = self._next_state(slot)
             if state is not None:
                 await self._serve(state, slot)
-            elif not await self._park():
+                continue
+            # park (inline: a coroutine per park would cost as much as the rest of it)
+            wake = self._park()
+            if wake is None:
+                return  # retire: enough workers are parked, or shutting down
+            try:
+                await wake.wait()
+            finally:
+                if not wake.is_set():
+                    self.parked.remove(wake)
+            if self.stopping:
                 return
 
     async def _serve(self, state: TypeState, slot: WorkerSlot) -> None:
@@ -212,11 +232,41 @@ class WorkerPool:
                 if state.putters:
                     state.hand_over()
                 state.in_flight += 1
-                if item.__class__ is Envelope:
-                    if not await self.delivery.deliver(
+                if type(item) is Envelope:
+                    if item.context is None and item.receipt is None:
+                        # publish_and_wait's envelope: the handlers inline, as below,
+                        # with each one's result for the outcome (as Delivery does it)
+                        if not await self._serve_tracked(item, state):
+                            return  # cut off by shutdown; the finally reports it
+                    elif not await self.delivery.deliver(
                         item, state, state.subs, None, None, slot.bind
                     ):
                         return  # cut off by shutdown; the finally reports it
+                elif (call := state.single) is not None:  # one subscription, no filter
+                    try:
+                        await call(item)
+                    except Exception as exc:
+                        state.failed += 1
+                        reporter.handler_failed(item, state.handler_of(call), exc)
+                    except cancelled as exc:
+                        if is_own_cancellation():
+                            raise
+                        state.failed += 1
+                        reporter.handler_failed(item, state.handler_of(call), exc)
+                elif (awaits := state.awaits) is not None:  # no filters: the shortest loop
+                    for call in awaits:
+                        if state.stopping:
+                            return  # no handler starts after the shutdown deadline
+                        try:
+                            await call(item)
+                        except Exception as exc:
+                            state.failed += 1
+                            reporter.handler_failed(item, state.handler_of(call), exc)
+                        except cancelled as exc:
+                            if is_own_cancellation():
+                                raise
+                            state.failed += 1
+                            reporter.handler_failed(item, state.handler_of(call), exc)
                 else:
                     for call, accepts, handler in state.calls:
                         if state.stopping:
@@ -239,6 +289,42 @@ class WorkerPool:
             if item is not _NOTHING:
                 self._cut_off(state, item)
             self._leave(state, slot)
+
+    async def _serve_tracked(self, envelope: Envelope, state: TypeState) -> bool:
+        """Deliver a plain type's *envelope* (no context, no receipt) inline: what
+        :meth:`Delivery.deliver` does for it, without its options (the type is plain).
+
+        :return: False when shutdown's deadline cut the handlers off
+        """
+        event = envelope.event
+        reporter = self.reporter
+        results: list[HandlerResult] = []
+        for call, accepts, handler in state.calls:
+            if state.stopping:
+                return False  # no handler starts after the shutdown deadline
+            if accepts is not None:
+                try:
+                    if not accepts(event):
+                        continue
+                except Exception as exc:
+                    state.failed += 1
+                    reporter.handler_failed(event, accepts, exc)
+                    continue
+            try:
+                results.append(HandlerResult(handler, await call(event)))
+            except Exception as exc:
+                failure: BaseException = exc
+            except self.cancelled as exc:
+                if is_own_cancellation():
+                    raise
+                failure = exc
+            else:
+                continue
+            state.failed += 1
+            reporter.handler_failed(event, handler, failure, 1, envelope.id)
+            results.append(HandlerResult(handler, exception=failure))
+        envelope.finish(results)
+        return True
 
     async def _serve_general(self, state: TypeState, slot: WorkerSlot) -> str:
         """Handle *state*'s events through :class:`Delivery` (keys, timeouts, retries,
@@ -268,22 +354,17 @@ class WorkerPool:
             if item is not _NOTHING:
                 self._cut_off(state, item)
 
+    def _park(self) -> Wake | None:
+        """A parked worker's wake-up, or None when it should retire instead."""
+        if self.stopping or len(self.parked) >= self.max_idle_workers:
+            return None
+        wake = self.wake_class()
+        self.parked.append(wake)
+        return wake
+
     def _cut_off(self, state: TypeState, item: Any) -> None:
         state.cut_off()
         self.reporter.dropped(item, DropReason.SHUTDOWN)
-
-    async def _park(self) -> bool:
-        """Wait for a ready type; return False (retire) when enough workers are parked."""
-        if self.stopping or len(self.parked) >= self.max_idle_workers:
-            return False
-        wake = anyio.Event()
-        self.parked.append(wake)
-        try:
-            await wake.wait()
-        finally:
-            if not wake.is_set():
-                self.parked.remove(wake)
-        return not self.stopping
 
 
 def _bind_slot(slot: WorkerSlot) -> Callable[[Context], None]:
