@@ -21,6 +21,20 @@ from .scenarios import run_overload, run_timed, scenarios, spec_dict
 HERE = Path(__file__).resolve().parent
 
 
+#: the sections of RESULTS.md that `make bench-nats` / `make bench-redis` write by hand
+TRANSPORT_SECTIONS = ("## NATS JetStream transport", "## Redis Streams transport")
+
+
+def transport_sections(results: Path) -> str:
+    """The broker transports' sections of *results*, kept when this run rewrites it."""
+    if not results.exists():
+        return ""
+    text = results.read_text()
+    starts = [text.find(f"\n{heading}") for heading in TRANSPORT_SECTIONS]
+    found = [start for start in starts if start >= 0]
+    return "\n" + text[min(found) :].lstrip("\n") if found else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; return the exit status (1 when eventcore lost or failed a run)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
@@ -72,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     png = results_dir / "results.png"
     report.plot(records, ran, png)
     text = report.markdown(records, ran, meta, command, png.name)
-    (results_dir / "RESULTS.md").write_text(text)
+    results = results_dir / "RESULTS.md"
+    results.write_text(text + transport_sections(results))
     print()
     print(text)
     print(f"wrote {results_dir / 'RESULTS.md'}, {png}, {out_dir / f'run-{stamp}.json'}")

@@ -79,6 +79,9 @@ class BrokerStats:
     :ivar nacked: messages given back for redelivery (shutdown before handling)
     :ivar terminated: messages refused for good (undecodable, delivery limit, rejected)
     :ivar dead_lettered: messages written to the broker's dead-letter stream
+    :ivar consumer: this process's own consumer name on the broker, where it has
+        one (Redis Streams: host, pid and a random part; JetStream's durable
+        consumers are shared by the group: None)
     """
 
     pending: int | None = None
@@ -87,6 +90,7 @@ class BrokerStats:
     nacked: int = 0
     terminated: int = 0
     dead_lettered: int = 0
+    consumer: str | None = None
 
 
 @runtime_checkable

@@ -668,6 +668,7 @@ class RedisTransport:
             nacked=c.nacked,
             terminated=c.terminated,
             dead_lettered=c.dead_lettered,
+            consumer=self.consumer,
         )
 
 

@@ -8,6 +8,7 @@ run on asyncio and uvloop; on trio the transport refuses with a clear error.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,9 @@ async def test_a_failed_handler_dead_letters_on_the_stream_and_acks(url: str, pr
             await until(lambda: bus.stats(Order).handled == 4)
             await until(lambda: t.broker_stats(Order).dead_lettered == 1)
             assert t.broker_stats(Order).acked == 4
+            # the stats name this process's consumer (host, pid, a random part)
+            assert bus.stats(Order).broker.consumer == t.consumer  # type: ignore[union-attr]
+            assert str(os.getpid()) in t.consumer
     assert [letter.reason for letter in letters] == [DeadLetterReason.HANDLER_FAILED]
     client = raw_client(url)
     try:
