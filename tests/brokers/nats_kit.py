@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -47,3 +48,53 @@ async def delete_streams(url: str, prefix: str) -> None:
                     pass
     finally:
         await nc.close()
+
+
+PUBLISHER = "publisher"
+
+
+class NatsKit:
+    """Fresh NATS transports under a prefix of their own.
+
+    A JetStream publisher names the groups it writes for (``groups=``): here the
+    suite's publisher writes for every consumer group made in its namespace, as a
+    real service would list the services that consume its events.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.groups: dict[str, list[str]] = {}
+        self.publishers: dict[str, list[NatsTransport]] = {}
+
+    def transport(self, namespace: str, group: str, *, capacity: int | None = None) -> Any:
+        groups = self.groups.setdefault(namespace, [])
+        publishers = self.publishers.setdefault(namespace, [])
+        transport = NatsTransport(
+            self.url,
+            group=group,
+            prefix=namespace,
+            max_msgs=capacity,
+            fetch_wait=0.1,
+            ack_wait=5.0,
+        )
+        if group == PUBLISHER:
+            publishers.append(transport)
+        elif group not in groups:
+            groups.append(group)
+        for publisher in publishers:  # made before any of them starts
+            publisher.groups = tuple(groups) or (PUBLISHER,)
+        return transport
+
+    async def write_raw(self, namespace: str, name: str, data: bytes) -> None:
+        nc = await nats.connect(self.url)
+        try:
+            js = nc.jetstream()
+            for group in self.groups.get(namespace, []):
+                await js.publish(f"{namespace}.{group}.{name}.0", data)
+        finally:
+            await nc.close()
+
+    def cleanup(self, namespace: str) -> None:
+        asyncio.run(delete_streams(self.url, namespace))
+        self.groups.pop(namespace, None)
+        self.publishers.pop(namespace, None)

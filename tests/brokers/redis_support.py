@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from eventcore.transports.redis import RedisTransport
+
 from ._servers import REDIS_URL, require
 
 #: every wait in these tests gives up (fails) after this many seconds
@@ -59,3 +61,27 @@ async def until(condition: Callable[[], bool], limit: float = LIMIT) -> None:
     with anyio.fail_after(limit):
         while not condition():  # noqa: ASYNC110 - the state is on Redis and in other tasks
             await anyio.sleep(0.01)
+
+
+class RedisKit:
+    """Fresh Redis transports under a prefix of their own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def transport(self, namespace: str, group: str, *, capacity: int | None = None) -> Any:
+        # a short claim_idle: a consumer that left entries pending at shutdown is
+        # followed at once by another (a new process would be, after claim_idle)
+        return RedisTransport(
+            self.url, group=group, prefix=namespace, max_len=capacity, claim_idle=0.2
+        )
+
+    async def write_raw(self, namespace: str, name: str, data: bytes) -> None:
+        client = raw_client(self.url)
+        try:
+            await client.xadd(f"{namespace}:{name}", {b"m": data})
+        finally:
+            await client.aclose()
+
+    def cleanup(self, namespace: str) -> None:
+        delete_prefix(self.url, namespace)

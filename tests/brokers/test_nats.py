@@ -41,18 +41,6 @@ LIMIT = 20.0
 Make = Callable[..., NatsTransport]
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """nats-py needs asyncio: these run on asyncio and uvloop."""
-    backend: tuple[str, dict[str, Any]] = request.param
-    return backend
-
-
 @pytest.fixture
 async def make() -> AsyncIterator[Make]:
     url = urlsplit(NATS_URL)

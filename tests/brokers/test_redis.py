@@ -34,18 +34,6 @@ from .redis_support import LIMIT, raw_client, shared_redis, unique_prefix, until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Broker tests run on asyncio and uvloop only (the clients need asyncio)."""
-    backend: tuple[str, dict[str, Any]] = request.param
-    return backend
-
-
 @pytest.fixture
 def url() -> str:
     return shared_redis()
