@@ -839,9 +839,9 @@ class NatsTransport:
             raise
         return [fetched for msg in messages if (fetched := self._receive(route, msg)) is not None]
 
-    async def _pull(self, subscription: Any, batch: int, wait: float | None = None) -> list[Msg]:
+    async def _pull(self, subscription: Any, batch: int) -> list[Msg]:
         try:
-            return list(await subscription.fetch(batch, timeout=wait or self.fetch_wait))
+            return list(await subscription.fetch(batch, timeout=self.fetch_wait))
         except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came: ask again
             return []
 
