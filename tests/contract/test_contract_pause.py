@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventcore import Dispatcher, DropReason, Overflow, PublishTimeout, QueueFull
-from tests.test_transport import FakeBroker, Job
+from tests.fake_broker import FakeBroker, Job
 
 from .contract_support import BACKENDS, Event, make_hierarchy, run_on
 

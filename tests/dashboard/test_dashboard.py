@@ -18,7 +18,7 @@ from eventcore import BrokerStats, Dispatcher, Overflow
 from eventcore.dashboard import Dashboard, Request, basic_auth
 from eventcore.dashboard._http import Stream, handle
 from eventcore.dashboard.asgi import DashboardApp
-from tests.test_transport import FakeBroker, Job
+from tests.fake_broker import FakeBroker, Job
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
