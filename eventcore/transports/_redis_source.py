@@ -16,6 +16,7 @@ from .._errors import EventcoreError
 from .._transport import Verdict
 from .._wire.errors import DecodeError, WireError
 from ._redis_client import CONNECTION_ERRORS, ResponseError, id_order, message, replies
+from ._tracecontext import handler_context
 
 if TYPE_CHECKING:
     from .redis import RedisTransport
@@ -368,15 +369,6 @@ class RedisSource:
                 bus.report_dead_letter(DeadLetter(data, DeadLetterReason.UNDECODABLE, exc))
                 transport._dead(receipt, f"undecodable: {exc.reason.value}")
                 continue
-            if envelope.traceparent is not None and transport._trace is not None:
-                receipt.context = context_of(transport._trace, envelope.traceparent)
+            receipt.context = handler_context(envelope.traceparent)
             batch.append((event, receipt))
         return batch
-
-
-def context_of(tools: Any, traceparent: str) -> contextvars.Context:
-    """A copy of the current context with the publisher's span as the current parent."""
-    propagator, otel_context, _ = tools
-    context = contextvars.copy_context()
-    context.run(otel_context.attach, propagator.extract({"traceparent": traceparent}))
-    return context

@@ -56,7 +56,6 @@ import json
 import logging
 import re
 import time
-import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,6 +67,7 @@ from .._wire.codec import DEFAULT_MAX_SIZE, Codec
 from .._wire.errors import WireError
 from .._wire.ids import new_event_id
 from ._common import partition_of, redact, require_asyncio
+from ._tracecontext import current_traceparent, handler_context
 
 try:
     import nats
@@ -86,6 +86,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "eventcore.transports.nats needs nats-py: pip install 'eventcore[nats]'", name=exc.name
     ) from exc
+
+from ._nats_routes import Route, check_layout, ensure_consumer, ensure_stream, stream_name
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -113,42 +115,6 @@ _MAX_BATCH = 256
 #: how many unconfirmed event ids are remembered for safe retries
 _REMEMBERED = 10_000
 
-_propagate: Any = None
-_otel_context: Any = None
-_current_span: Any = None
-try:  # the publisher's trace context crosses the process boundary when OTel is present
-    from opentelemetry import context as _otel_context
-    from opentelemetry import propagate as _propagate
-    from opentelemetry.trace import get_current_span as _current_span
-except ImportError:  # pragma: no cover - depends on the environment
-    pass
-
-
-def _traceparent() -> str | None:
-    """The W3C ``traceparent`` of the current span, if there is one."""
-    if _current_span is None:
-        return None
-    span = _current_span().get_span_context()
-    if not span.is_valid:
-        return None
-    return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
-
-
-def _context_of(traceparent: str | None) -> contextvars.Context | None:
-    """A context in which the publisher's span is the current one (for handler spans)."""
-    if traceparent is None or _propagate is None:
-        return None
-    context = contextvars.copy_context()
-    context.run(_otel_context.attach, _propagate.extract({"traceparent": traceparent}))
-    return context
-
-
-def stream_name(prefix: str, group: str, name: str) -> str:
-    """The JetStream stream of *group*'s copy of the events named *name*: readable,
-    with a short hash of the exact name, so ``a.b_c`` and ``a_b.c`` differ."""
-    digest = zlib.crc32(name.encode()) & 0xFFFF
-    return f"{prefix}_{group}__{name.replace('.', '_')}_{digest:04x}"
-
 
 def _check_token(what: str, value: object) -> str:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
@@ -164,52 +130,6 @@ def _check_positive(what: str, value: object, *, optional: bool = False) -> None
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise InvalidConfiguration(f"{what} must be a number > 0, got {value!r}")
-
-
-class _Route:
-    """One routed type on this transport: its stream, subjects, consumers, figures."""
-
-    def __init__(self, event_type: type, name: str, prefix: str, key: Any, partitions: int):
-        self.event_type = event_type
-        self.name = name
-        self.prefix = prefix
-        self.key = key
-        self.partitions = partitions if key is not None else 1
-        self.stream_ready = False
-        self.subscriptions: list[Any] = []
-        self.next_partition = 0
-        self.pending: int | None = None
-        #: the last pending figure per partition subject, summed into ``pending``
-        self.pending_of: dict[str, int] = {}
-        self.redelivered = 0
-        self.acked = 0
-        self.nacked = 0
-        self.terminated = 0
-        self.dead_lettered = 0
-        self.lock = asyncio.Lock()
-
-    def stream(self, group: str) -> str:
-        """The stream that holds *group*'s copy of this type's events."""
-        return stream_name(self.prefix, group, self.name)
-
-    def subject(self, group: str) -> str:
-        """The subject prefix of *group*'s stream (a partition number follows)."""
-        return f"{self.prefix}.{group}.{self.name}"
-
-    def keep_figures(self, old: _Route) -> None:
-        """Carry *old*'s counters over (the route was rebuilt for a new layout)."""
-        self.redelivered, self.acked, self.nacked = old.redelivered, old.acked, old.nacked
-        self.terminated, self.dead_lettered = old.terminated, old.dead_lettered
-
-    def stats(self) -> BrokerStats:
-        return BrokerStats(
-            pending=self.pending,
-            redelivered=self.redelivered,
-            acked=self.acked,
-            nacked=self.nacked,
-            terminated=self.terminated,
-            dead_lettered=self.dead_lettered,
-        )
 
 
 class _Sending:
@@ -236,7 +156,7 @@ class NatsReceipt:
     def __init__(
         self,
         transport: NatsTransport,
-        route: _Route,
+        route: Route,
         msg: Msg,
         attempts: int,
         context: contextvars.Context | None,
@@ -374,7 +294,7 @@ class NatsTransport:
         self._codec: Codec | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._routes: dict[type, _Route] = {}
+        self._routes: dict[type, Route] = {}
         self._reply_prefix = ""
         self._tokens = itertools.count()
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -541,7 +461,7 @@ class NatsTransport:
             raise TransportError("the NATS transport is not open: start the dispatcher")
         return self._bus, self._codec, self._js
 
-    async def _route(self, event_type: type) -> _Route:
+    async def _route(self, event_type: type) -> Route:
         """The route of *event_type*: its stream and the durable consumers of the
         declared groups created or checked."""
         route = self._routes.get(event_type)
@@ -551,7 +471,7 @@ class NatsTransport:
         key = bus.config(event_type).key
         if route is None or (route.key is None) != (key is None):  # new, or re-keyed
             name = codec.names.resolve(event_type).name
-            fresh = _Route(event_type, name, self.prefix, key, self.partitions)
+            fresh = Route(event_type, name, self.prefix, key, self.partitions)
             if route is not None:
                 fresh.keep_figures(route)
             route = self._routes[event_type] = fresh
@@ -563,87 +483,45 @@ class NatsTransport:
                 route.stream_ready = True
         return route
 
-    async def _ensure_group(self, js: JetStreamContext, route: _Route, group: str) -> None:
+    async def _ensure_group(self, js: JetStreamContext, route: Route, group: str) -> None:
         """Create or check *group*'s stream of *route* and its durable consumers; the
         group's consumers already there must be exactly this layout's."""
         stream = route.stream(group)
-        await self._ensure_stream(
-            js,
-            stream,
-            [f"{route.subject(group)}.*"],
-            self.max_msgs,
-            self.max_bytes,
-            RetentionPolicy.WORK_QUEUE,
+        await ensure_stream(
+            js, self._stream_config(stream, [f"{route.subject(group)}.*"], dead_letters=False)
         )
         wanted = self._consumers(route, group)
-        names = {durable for durable, _ in wanted}
-        present = {
-            info.name
-            for info in await js.consumers_info(stream)
-            if info.name == group or info.name.startswith(f"{group}-")
-        }
-        if present - names:
-            raise InvalidConfiguration(
-                f"the NATS stream {stream} has the consumers {sorted(present)} for group "
-                f"{group!r}, but this process expects {sorted(names)} (key "
-                f"{'set' if route.key is not None else 'not set'}, partitions="
-                f"{route.partitions}): every process of a group must use the same key and "
-                "partitions; to change them, delete the group's consumers when no process runs"
-            )
+        layout = (
+            f"key {'set' if route.key is not None else 'not set'}, partitions={route.partitions}"
+        )
+        await check_layout(js, stream, group, {durable for durable, _ in wanted}, layout)
         for durable, subject in wanted:
-            await self._ensure_consumer(js, route, group, durable, subject)
+            await ensure_consumer(js, stream, self._consumer_config(route, durable, subject))
 
-    def _consumers(self, route: _Route, group: str) -> list[tuple[str, str]]:
+    def _consumers(self, route: Route, group: str) -> list[tuple[str, str]]:
         """The durable consumers of *group* on *route*, with their filter subjects."""
         subject = route.subject(group)
         if route.key is None:
             return [(group, f"{subject}.*")]
         return [(f"{group}-{p}", f"{subject}.{p}") for p in range(route.partitions)]
 
-    async def _ensure_stream(
-        self,
-        js: JetStreamContext,
-        name: str,
-        subjects: list[str],
-        max_msgs: int | None,
-        max_bytes: int | None,
-        retention: RetentionPolicy,
-    ) -> None:
-        wanted = StreamConfig(
+    def _stream_config(self, name: str, subjects: list[str], dead_letters: bool) -> StreamConfig:
+        """What a stream of this transport looks like (the dead letters: no limits,
+        kept until deleted; the types': work queues within ``max_msgs`` / ``max_bytes``)."""
+        limited = not dead_letters
+        return StreamConfig(
             name=name,
             subjects=subjects,
-            retention=retention,
-            max_msgs=max_msgs if max_msgs is not None else -1,
-            max_bytes=max_bytes if max_bytes is not None else -1,
+            retention=RetentionPolicy.LIMITS if dead_letters else RetentionPolicy.WORK_QUEUE,
+            max_msgs=self.max_msgs if limited and self.max_msgs is not None else -1,
+            max_bytes=self.max_bytes if limited and self.max_bytes is not None else -1,
             discard=DiscardPolicy.NEW,
             duplicate_window=self.duplicate_window,
             storage=self._storage,
             num_replicas=self.replicas,
         )
-        try:
-            info = await js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            try:
-                await js.add_stream(wanted)
-            except nats.js.errors.APIError as exc:
-                raise TransportError(
-                    f"cannot create the stream {name}: {exc.description}"
-                ) from None
-            return
-        have = info.config
-        differences = [
-            f"{field}: {getattr(have, field)!r} on the server, {getattr(wanted, field)!r} here"
-            for field in ("subjects", "retention", "max_msgs", "max_bytes", "discard")
-            if _normal(getattr(have, field)) != _normal(getattr(wanted, field))
-        ]
-        if differences:
-            raise InvalidConfiguration(
-                f"the existing NATS stream {name} does not match this transport "
-                f"({'; '.join(differences)}); eventcore never changes it: update or delete "
-                "it, or change the transport's settings"
-            )
 
-    async def _subscribe(self, route: _Route) -> None:
+    async def _subscribe(self, route: Route) -> None:
         """Bind pull subscriptions to this group's durable consumers of *route*."""
         _, _, js = self._require_open()
         if route.subscriptions:
@@ -657,11 +535,9 @@ class NatsTransport:
                     for durable, _ in self._consumers(route, self.group)
                 ]
 
-    async def _ensure_consumer(
-        self, js: JetStreamContext, route: _Route, group: str, durable: str, subject: str
-    ) -> None:
-        stream = route.stream(group)
-        wanted = ConsumerConfig(
+    def _consumer_config(self, route: Route, durable: str, subject: str) -> ConsumerConfig:
+        """A durable consumer of this transport on *route*, filtered on *subject*."""
+        return ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
@@ -672,34 +548,6 @@ class NatsTransport:
             filter_subject=subject,
             num_replicas=self.replicas,
         )
-        try:
-            info = await js.consumer_info(stream, durable)
-        except nats.js.errors.NotFoundError:
-            try:
-                await js.add_consumer(stream, wanted)
-            except nats.js.errors.APIError as exc:
-                raise TransportError(
-                    f"cannot create the consumer {durable} on {stream}: {exc.description}"
-                ) from None
-            return
-        have = info.config
-        differences = [
-            f"{field}: {getattr(have, field)!r} on the server, {getattr(wanted, field)!r} here"
-            for field in (
-                "ack_policy",
-                "ack_wait",
-                "max_deliver",
-                "max_ack_pending",
-                "filter_subject",
-            )
-            if _normal(getattr(have, field)) != _normal(getattr(wanted, field))
-        ]
-        if differences:
-            raise InvalidConfiguration(
-                f"the existing NATS consumer {durable} on {stream} does not match this "
-                f"transport ({'; '.join(differences)}); eventcore never changes it: delete "
-                "it (or use another group), or change the settings"
-            )
 
     # -- publishing ------------------------------------------------------------------
 
@@ -735,11 +583,11 @@ class NatsTransport:
                 del self._unconfirmed[next(iter(self._unconfirmed))]
             raise
 
-    async def _send_once(self, route: _Route, codec: Codec, sending: _Sending) -> None:
+    async def _send_once(self, route: Route, codec: Codec, sending: _Sending) -> None:
         event, event_type = sending.event, route.event_type
         key = None if route.key is None else route.key(event)
         data = codec.encode(  # raises EncodeError for a key that is not a JSON value
-            event, event_type=event_type, key=key, id=sending.id, traceparent=_traceparent()
+            event, event_type=event_type, key=key, id=sending.id, traceparent=current_traceparent()
         )
         partition = 0 if route.partitions == 1 else partition_of(key, route.partitions)
         for group in self.groups:  # usually one: the service's own group
@@ -758,7 +606,7 @@ class NatsTransport:
                 raise self._refused(route, group, error)
             sending.stored.add(group)
 
-    def _refused(self, route: _Route, group: str, error: dict[str, Any]) -> Exception:
+    def _refused(self, route: Route, group: str, error: dict[str, Any]) -> Exception:
         """The error for a write JetStream refused."""
         code = error.get("err_code")
         description = error.get("description")
@@ -845,7 +693,7 @@ class NatsTransport:
         except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came: ask again
             return []
 
-    async def _pull_partitions(self, route: _Route, room: int) -> list[Msg]:
+    async def _pull_partitions(self, route: Route, room: int) -> list[Msg]:
         """One message from each of up to *room* partitions (each has at most one in
         flight), starting where the last fetch stopped. Returns soon after the first
         partition answers; the pulls still waiting are cancelled (a message that was
@@ -869,7 +717,7 @@ class NatsTransport:
             raise errors[0]
         return messages
 
-    def _receive(self, route: _Route, msg: Msg) -> tuple[Any, NatsReceipt] | None:
+    def _receive(self, route: Route, msg: Msg) -> tuple[Any, NatsReceipt] | None:
         """Decode one message: the event and its receipt, or None if it was dead-lettered."""
         bus, codec, _ = self._require_open()
         delivered, pending = _delivery_figures(msg)
@@ -899,7 +747,7 @@ class NatsTransport:
             )
             self._settle(receipt, Verdict.REJECTED, DeadLetterReason.UNDECODABLE.value)
             return None
-        receipt.context = _context_of(envelope.traceparent)
+        receipt.context = handler_context(envelope.traceparent)
         return envelope.event, receipt
 
     @staticmethod
@@ -967,13 +815,9 @@ class NatsTransport:
         _, _, js = self._require_open()
         route, msg = receipt.route, receipt.msg
         if not self._dead_letters_ready:
-            await self._ensure_stream(
-                js,
-                f"{self.prefix}_dead_letters",
-                [f"{self.prefix}.dead.>"],
-                None,
-                None,
-                RetentionPolicy.LIMITS,
+            name = f"{self.prefix}_dead_letters"
+            await ensure_stream(
+                js, self._stream_config(name, [f"{self.prefix}.dead.>"], dead_letters=True)
             )
             self._dead_letters_ready = True
         headers = {
@@ -1034,14 +878,3 @@ def _delivery_figures(msg: Msg) -> tuple[int, int]:
         pass
     metadata = msg.metadata
     return metadata.num_delivered, metadata.num_pending
-
-
-def _normal(value: Any) -> Any:
-    """A config value compared by meaning (enums by value, lists as tuples)."""
-    if isinstance(value, list):
-        return tuple(value)
-    if hasattr(value, "value"):
-        return value.value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

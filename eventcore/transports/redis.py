@@ -57,6 +57,7 @@ from . import _redis_scripts as scripts
 from ._common import partition_of, redact, require_asyncio
 from ._redis_client import CONNECTION_ERRORS, NoScriptError, aioredis, text
 from ._redis_source import GroupVanished, Receipt, RedisSource
+from ._tracecontext import current_traceparent
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -250,7 +251,6 @@ class RedisTransport:
                 f"cannot reach Redis at {redact(self.url)}: {type(exc).__name__}: "
                 f"{redact(str(exc))}"
             ) from None
-        self._trace = _trace_tools()
         logger.info("%r: connected as consumer %s", self, self.consumer)
         self._wake = asyncio.Event()
         # The transport's life is open() ... close(), not one `async with` (open may
@@ -344,7 +344,7 @@ class RedisTransport:
         assert bus is not None
         key_of = bus.config(event_type).key
         key = None if key_of is None else key_of(event)
-        traceparent = self._traceparent()
+        traceparent = current_traceparent()
         event_id = None
         if self.dedup is not None:
             from .._wire.ids import new_event_id
@@ -461,15 +461,6 @@ class RedisTransport:
             raise
         finally:
             batch.done.set()
-
-    def _traceparent(self) -> str | None:
-        tools = self._trace
-        if tools is None:
-            return None
-        span = tools[2]().get_span_context()  # trace.get_current_span()
-        if not span.is_valid:
-            return None
-        return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -670,14 +661,3 @@ class RedisTransport:
             dead_lettered=c.dead_lettered,
             consumer=self.consumer,
         )
-
-
-def _trace_tools() -> Any:
-    """OpenTelemetry's W3C propagator and context API, if installed (else None)."""
-    try:
-        from opentelemetry import context as otel_context
-        from opentelemetry.trace import get_current_span
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-    except ImportError:
-        return None
-    return TraceContextTextMapPropagator(), otel_context, get_current_span

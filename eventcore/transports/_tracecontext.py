@@ -1,0 +1,40 @@
+"""The publisher's W3C trace context across a broker, when OpenTelemetry is installed:
+the publisher writes its current span into the envelope (``traceparent``), and the
+consumer runs the event's handlers in a context where that span is the parent."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+_propagator: Any = None
+_context_api: Any = None
+_current_span: Any = None
+try:
+    from opentelemetry import context as _context_api
+    from opentelemetry.trace import get_current_span as _current_span
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _propagator = TraceContextTextMapPropagator()
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+
+
+def current_traceparent() -> str | None:
+    """The ``traceparent`` of the current span, or None (no OpenTelemetry, no span)."""
+    if _current_span is None:
+        return None
+    span = _current_span().get_span_context()
+    if not span.is_valid:
+        return None
+    return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
+
+
+def handler_context(traceparent: str | None) -> contextvars.Context | None:
+    """A copy of the current context whose current span is the publisher's, for the
+    event's handlers; None without a ``traceparent`` or without OpenTelemetry."""
+    if traceparent is None or _propagator is None:
+        return None
+    context = contextvars.copy_context()
+    context.run(_context_api.attach, _propagator.extract({"traceparent": traceparent}))
+    return context
