@@ -641,7 +641,7 @@ class NatsTransport:
             raise PublishUnconfirmed(
                 f"JetStream did not acknowledge a {event_type.__qualname__} within "
                 f"{self.publish_timeout} s: it may or may not be stored. Publishing the same "
-                f"event again is safe (it is re-sent as {event_id} and deduplicated)",
+                f"event object again is safe (it is re-sent as {event_id}, deduplicated)",
                 event_type,
                 event_id,
             ) from None
