@@ -1,14 +1,32 @@
-"""Per-type settings (``Dispatcher.configure``), retry policies, and their validation."""
+"""Per-type settings (``Dispatcher.configure``), overflow and retry policies, and their
+validation."""
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._channel import Overflow
 from ._errors import InvalidConfiguration
+
+
+class Overflow(enum.Enum):
+    """What ``publish`` does when the event type's queue is full.
+
+    The queue size is the backpressure knob: a full queue is the signal that
+    handlers cannot keep up, and the policy says who pays for it.
+    """
+
+    #: The publisher waits for room (``timeout=`` bounds the wait: ``PublishTimeout``).
+    BLOCK = "block"
+    #: The new event is refused: ``publish`` returns ``False`` and ``on_drop`` is told.
+    DROP_NEWEST = "drop_newest"
+    #: The oldest queued event is evicted to ``on_drop``; the new one is accepted.
+    DROP_OLDEST = "drop_oldest"
+    #: ``publish`` raises :class:`~eventcore.QueueFull`.
+    RAISE = "raise"
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,36 @@ class TypeConfig:
         check_timeout("handler_timeout", self.handler_timeout)
         check_retry(self.retry)
         check_transport(self.transport)
+
+    def changed(
+        self,
+        queue_size: int | None,
+        concurrency: int | None,
+        overflow: Overflow | None,
+        key: Callable[[Any], Hashable] | _Unset | None,
+        handler_timeout: float | _Unset | None,
+        retry: Retry | _Unset | None,
+        transport: Any,
+    ) -> TypeConfig:
+        """These settings with the given ones changed (None, or UNSET where None is a
+        value, keeps one): what ``Dispatcher.configure`` applies."""
+        return TypeConfig(
+            self.queue_size if queue_size is None else queue_size,
+            self.concurrency if concurrency is None else concurrency,
+            self.overflow if overflow is None else overflow,
+            self.key if key is UNSET else key,
+            self.handler_timeout if handler_timeout is UNSET else handler_timeout,
+            self.retry if retry is UNSET else retry,
+            self.transport if transport is UNSET else transport,
+        )
+
+
+class _Unset(enum.Enum):
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
+"""Marks an argument that was not given (where None means something)."""
 
 
 def _positive_int(name: str, value: object) -> None:

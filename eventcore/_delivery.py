@@ -12,148 +12,22 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from contextvars import Context
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol
+from typing import Any, Protocol
 
 import anyio
 
 from ._config import Retry
 from ._deadletters import DeadLetter, DeadLetterHook, DeadLetterReason
+from ._envelope import Envelope, HandlerResult
 from ._errors import HandlerTimeout
 from ._middleware import HandleMiddleware, HandlerCall, chain_call
-from ._transport import Receipt, verdict_of
-from ._types import DropHook, DropReason, E, ErrorHook
-from ._wake import Wake
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import ExceptionGroup
-
-if TYPE_CHECKING:
-    from ._registry import Subscription
+from ._subscription import Subscription
+from ._types import DropHook, DropReason, ErrorHook
 
 logger = logging.getLogger("eventcore")
-
-
-@dataclass(frozen=True)
-class HandlerResult:
-    """What one handler did with one event: its return value, or the exception it raised.
-
-    :ivar attempts: how many times the handler was called (more than 1 after retries)
-    """
-
-    handler: Callable[..., Any]
-    value: Any = None
-    exception: BaseException | None = None
-    attempts: int = 1
-
-    @property
-    def ok(self) -> bool:
-        """Whether the handler's last attempt returned without raising."""
-        return self.exception is None
-
-
-@dataclass(frozen=True)
-class Outcome(Generic[E]):
-    """The result of :meth:`~eventcore.Dispatcher.publish_and_wait`.
-
-    ``results`` holds one entry per matching handler, in subscription order.
-    ``dropped`` is set when the event was never handled (refused, evicted, or
-    cut off by shutdown); ``results`` is then empty.
-    """
-
-    event: E
-    results: tuple[HandlerResult, ...] = ()
-    dropped: DropReason | None = None
-
-    @property
-    def delivered(self) -> bool:
-        """Whether every matching handler ran (successfully or not)."""
-        return self.dropped is None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the event was delivered and no handler raised."""
-        return self.dropped is None and all(r.ok for r in self.results)
-
-    @property
-    def exceptions(self) -> tuple[BaseException, ...]:
-        """The exceptions the handlers raised, in subscription order."""
-        return tuple(r.exception for r in self.results if r.exception is not None)
-
-    def raise_for_failures(self) -> None:
-        """Raise an ``ExceptionGroup`` of the handlers' exceptions, if any handler raised."""
-        failures = [e for e in self.exceptions if isinstance(e, Exception)]
-        if failures:
-            name = type(self.event).__qualname__
-            raise ExceptionGroup(f"{len(failures)} handler(s) of {name} failed", failures)
-
-
-_event_ids = itertools.count(1)
-
-#: marks "no key" (None is a valid key)
-NO_KEY: Any = object()
-
-
-class Envelope:
-    """An accepted event that carries more than itself: the publisher's context, a
-    publisher waiting for its :class:`Outcome`, its key, or a transport's receipt."""
-
-    __slots__ = (
-        "accepted_at",
-        "calls",
-        "context",
-        "done",
-        "event",
-        "id",
-        "key",
-        "outcome",
-        "receipt",
-        "started_at",
-    )
-
-    def __init__(
-        self,
-        event: Any,
-        context: Context | None,
-        tracked: bool,
-        stamped: bool,
-        key: Any = NO_KEY,
-        receipt: Receipt | None = None,
-    ) -> None:
-        self.event = event
-        self.id = next(_event_ids)
-        #: ``anyio.current_time()`` at acceptance, when handle middleware needs it
-        self.accepted_at = anyio.current_time() if stamped else 0.0
-        #: when delivery began, and handler calls made so far (for handle middleware)
-        self.started_at = self.accepted_at
-        self.calls = 0
-        self.context = context
-        #: set when the outcome is in (``publish_and_wait`` waits on it)
-        self.done: Wake | None = anyio.Event() if tracked else None
-        self.outcome: Outcome[Any] | None = None
-        #: the event's key, computed when it was published (NO_KEY: none)
-        self.key = key
-        #: settled with the delivery's verdict (events that came from a transport)
-        self.receipt = receipt
-
-    def finish(
-        self, results: Sequence[HandlerResult] = (), dropped: DropReason | None = None
-    ) -> None:
-        """Record the outcome, settle the receipt, and wake the publisher, if one waits."""
-        if self.receipt is not None:
-            try:
-                self.receipt.settle(verdict_of(results, dropped))
-            except Exception:  # the broker will redeliver what it never heard of
-                logger.exception(
-                    "settling the receipt of %s failed", type(self.event).__qualname__
-                )
-        if self.done is not None:
-            self.outcome = Outcome(self.event, tuple(results), dropped)
-            self.done.set()
 
 
 def is_own_cancellation() -> bool:
@@ -273,9 +147,10 @@ def run_in_context(context: Context, coro: Coroutine[Any, Any, Any]) -> Generato
 
 
 class FailureCount(Protocol):
-    """Where :meth:`Delivery.deliver` counts failures (a type's group)."""
+    """Where :meth:`Delivery.deliver` counts failures (a type's counters)."""
 
-    failed: int
+    def fail(self) -> None:
+        """One more final failure."""
 
 
 class Delivery:
@@ -292,7 +167,11 @@ class Delivery:
         )
         self._call_ids = itertools.count()
         #: set once shutdown's deadline passed: no handler call starts any more
-        self.stopping = False
+        self.halted = False
+
+    def halt(self, halted: bool = True) -> None:
+        """Start no handler call from now on (shutdown's deadline passed), or again."""
+        self.halted = halted
 
     async def deliver(
         self,
@@ -321,14 +200,14 @@ class Delivery:
         to_retry: list[tuple[int, Subscription[Any], Retry]] = []
         matched = 0
         for sub in subscriptions:
-            if self.stopping:
+            if self.halted:
                 return False
             accepts = sub.filter
             try:
                 if accepts is not None and not accepts(event):
                     continue
             except Exception as exc:
-                counts.failed += 1
+                counts.fail()
                 self.reporter.handler_failed(event, accepts, exc)  # type: ignore[arg-type]
                 continue
             matched += 1
@@ -338,7 +217,7 @@ class Delivery:
             if result.exception is not None and retry and retry.wants(result.exception, 1):
                 to_retry.append((len(results), sub, retry))
             elif result.exception is not None:
-                counts.failed += 1
+                counts.fail()
                 self.reporter.handler_failed(event, sub.handler, result.exception, 1, event_id)
             results.append(result)
         # Retries wait their backoff only after every other handler had its first call.
@@ -346,13 +225,13 @@ class Delivery:
             attempt, result = 1, results[index]
             while result.exception is not None and retry.wants(result.exception, attempt):
                 await anyio.sleep(retry.delay(attempt))
-                if self.stopping:
+                if self.halted:
                     return False
                 attempt += 1
                 timeout = default_timeout if sub.timeout is None else sub.timeout
                 result = await self._call(sub, event, envelope, timeout, attempt)
             if result.exception is not None:
-                counts.failed += 1
+                counts.fail()
                 self.reporter.handler_failed(
                     event, sub.handler, result.exception, attempt, event_id
                 )

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from ._channel import Overflow
+from ._config import Overflow
 from ._dispatcher import Dispatcher
 from ._errors import QueueFull
 from ._stats import TypeStats

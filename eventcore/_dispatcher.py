@@ -1,38 +1,56 @@
-"""The :class:`Dispatcher`: the facade over subscriptions, settings, publishing and life.
+"""The :class:`Dispatcher`: a thin facade over the collaborators that do the work.
 
-Publishing lives in ``_publishing``, the lifecycle and the thread bridge in
-``_lifecycle``, the state of each type in ``_state`` (its table in ``_table``),
-the workers in ``_workers`` and the deadlock escape in ``_waits``.
+=================== ==================================================================
+``_states``         per-type settings and states, their plans and pauses (the table)
+``_publishing``     the publish paths (``publish``, ``publish_nowait``, ``..._and_wait``)
+``_lifecycle``      start, drain, shutdown with a deadline
+``_routes``         the transports and the pumps of routed types
+``_bridge``         ``publish_threadsafe``
+``_run``            the phase and what exists only while running (the worker pool)
+=================== ==================================================================
+
+Each is built here with what it needs and never calls back into the facade.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
-from dataclasses import replace
-from typing import Any, overload
-
-import anyio.abc
+from types import TracebackType
+from typing import Any, TypeVar, overload
 
 from ._authorization import Policy
-from ._channel import Overflow
-from ._config import Retry, TypeConfig, check_retry, check_timeout, check_transport
-from ._core import Phase, check_event_class
+from ._bridge import ThreadBridge
+from ._config import (
+    UNSET,
+    Overflow,
+    Retry,
+    TypeConfig,
+    _Unset,
+    check_timeout,
+    check_transport,
+)
 from ._deadletters import DeadLetter, DeadLetterHook
 from ._delivery import Delivery, Reporter
 from ._errors import InvalidConfiguration
-from ._lifecycle import Running
+from ._events import check_event_class
+from ._features import Features
+from ._lifecycle import Life
 from ._middleware import HandleMiddleware, PublishMiddleware
-from ._publishing import UNSET, _Unset
-from ._registry import Registry, Subscription, adapt_handler
-from ._state import COUNTERS, TypeState
-from ._stats import TypeStats
-from ._table import StateTable
+from ._publishing import PublishAndWaitMethod, Publisher, PublishMethod, PublishNowaitMethod
+from ._registry import Registry
+from ._routes import Routes
+from ._run import Run
+from ._state import TypeState
+from ._states import TypeStates
+from ._stats import TypeStats, stats_of, stats_of_all
+from ._subscription import Subscription
 from ._types import DropHook, E, ErrorHook, Filter, Handler, Lifecycle, R
 from ._wire.names import EventName, EventNames
 
+_D = TypeVar("_D", bound="Dispatcher")
 
-class Dispatcher(Running):
+
+class Dispatcher:
     """Routes events to async handlers through one bounded queue per event type.
 
     :param queue_size: default bound of each type's queue (see :meth:`configure`)
@@ -66,6 +84,12 @@ class Dispatcher(Running):
         (see ``eventcore._transport``); ``configure(T, transport=...)`` routes one type
     """
 
+    #: the publisher's own methods (no frame of the facade's on the hot path): see
+    #: ``Publisher.publish``, ``.publish_nowait`` and ``.publish_and_wait``
+    publish: PublishMethod
+    publish_nowait: PublishNowaitMethod
+    publish_and_wait: PublishAndWaitMethod
+
     def __init__(
         self,
         *,
@@ -86,63 +110,34 @@ class Dispatcher(Running):
         max_idle_workers: int = 256,
         transport: Any = None,
     ) -> None:
-        self._default = TypeConfig(queue_size, concurrency, overflow)
-        check_timeout("shutdown_timeout", shutdown_timeout)
-        check_timeout("slow_handler_threshold", slow_handler_threshold)
-        check_transport(transport)
-        if slow_handler_threshold == 0:
-            raise InvalidConfiguration("slow_handler_threshold must be > 0 or None")
-        if isinstance(max_idle_workers, bool) or not isinstance(max_idle_workers, int):
-            raise InvalidConfiguration(
-                f"max_idle_workers must be an int, got {max_idle_workers!r}"
-            )
-        if max_idle_workers < 0:
-            raise InvalidConfiguration(f"max_idle_workers must be >= 0, got {max_idle_workers}")
-        if policy is not None and not isinstance(policy, Policy):
-            raise InvalidConfiguration(
-                f"policy must have may_publish() and may_receive() methods, got {policy!r}"
-            )
-        for name, value in (
-            ("on_error", on_error),
-            ("on_drop", on_drop),
-            ("on_dead_letter", on_dead_letter),
-            ("on_lifecycle", on_lifecycle),
-        ):
-            if value is not None and not callable(value):
-                raise InvalidConfiguration(f"{name} must be a callable or None, got {value!r}")
+        default = TypeConfig(queue_size, concurrency, overflow)
+        _check_arguments(
+            shutdown_timeout, slow_handler_threshold, transport, max_idle_workers, policy,
+            on_error=on_error, on_drop=on_drop, on_dead_letter=on_dead_letter,
+            on_lifecycle=on_lifecycle,
+        )  # fmt: skip
         self.shutdown_timeout = shutdown_timeout
-        self._max_idle_workers = max_idle_workers
-        self._slow_handler_threshold = slow_handler_threshold
-        self._on_lifecycle = on_lifecycle
-        self._transport = transport
-        self._routing = transport is not None
-        self._publish_chain: tuple[PublishMiddleware, ...] = ()
-        self._policy = policy
-        self._propagate_context = propagate_context
-        self._reporter = Reporter(on_error, on_drop, on_dead_letter)
-        self._reporter.dead_letter_sink = self._queue_dead_letter
-        self._delivery = Delivery(
-            self._reporter, dead_letter_unmatched, track_calls=slow_handler_threshold is not None
+        self._features = features = Features(
+            policy, propagate_context, dead_letter_unmatched, slow_handler_threshold
         )
-        self._dead_letter_unmatched = dead_letter_unmatched
-        self._registry = Registry()
+        self._reporter = reporter = Reporter(on_error, on_drop, on_dead_letter)
+        self._delivery = delivery = Delivery(
+            reporter, dead_letter_unmatched, track_calls=slow_handler_threshold is not None
+        )
+        self._registry = registry = Registry()
         self._names = EventNames()
-        self._configs: dict[type, TypeConfig] = {}
-        self._table = StateTable(self._refresh)
-        #: the states publish may use without the slow path (the table's view, changed
-        #: in place): empty unless running with nothing to do on the way in
-        self._fast = self._table.fast
-        self._slow_publish = False
-        self._full_delivery = False
-        self._envelope_all = False
-        self._phase = Phase.NEW
-        self._paused = set()
-        self._pool = None
-        self._pumps: anyio.abc.TaskGroup | None = None
-        self._opened = {}
-        self._exit_stack: AsyncExitStack | None = None
-        self._token = None
-        self._loop_thread = None
+        self._run = run = Run()
+        self._states = states = TypeStates(default, registry, features, run, transport)
+        self._routes = routes = Routes(self, states, run, reporter)
+        self._publisher = publisher = Publisher(states, run, features, routes, reporter, delivery)
+        reporter.dead_letter_sink = publisher.queue_dead_letter
+        self._life = Life(
+            states, run, routes, features, reporter, delivery, max_idle_workers, on_lifecycle
+        )
+        self._bridge = ThreadBridge(run, publisher)
+        self.publish = publisher.publish
+        self.publish_nowait = publisher.publish_nowait
+        self.publish_and_wait = publisher.publish_and_wait
         self.use(publish=publish_middleware, handle=handle_middleware)
 
     # -- subscriptions ---------------------------------------------------------------
@@ -172,20 +167,12 @@ class Dispatcher(Running):
         :raises InvalidConfiguration: *filter*, *timeout* or *retry* is not valid
         :return: the subscription; ``subscription.unsubscribe()`` ends it
         """
-        check_event_class(event_type, "subscribe")
-        call = adapt_handler(handler)
-        if filter is not None and not callable(filter):
-            raise InvalidConfiguration(f"filter must be a callable returning bool, got {filter!r}")
-        check_timeout("timeout", timeout)
-        check_retry(retry)
-        subscription = Subscription(
-            self._subscription_ended, event_type, handler, filter,
-            timeout=timeout, retry=retry, principal=principal, call=call,
-        )  # fmt: skip
-        self._registry.add(subscription)
-        self._subscriptions_changed(event_type)
-        if self._route_of(event_type) is not None:
-            self._start_pump(event_type)
+        subscription = self._registry.subscribe(
+            self._subscription_ended, event_type, handler, filter, timeout, retry, principal
+        )
+        self._states.subscriptions_changed(event_type)
+        if self._states.route_of(event_type) is not None:
+            self._routes.start_pump(event_type)
         return subscription
 
     def on(
@@ -214,21 +201,10 @@ class Dispatcher(Running):
 
     def _subscription_ended(self, subscription: Subscription[Any]) -> None:
         self._registry.remove(subscription)
-        self._subscriptions_changed(subscription.event_type)
-        state = self._table.get(subscription.event_type)
+        self._states.subscriptions_changed(subscription.event_type)
+        state = self._states.get(subscription.event_type)
         if state is not None and state.pump is not None:
-            self._repump(state)  # stop fetching what nobody here handles
-
-    def _subscriptions_changed(self, event_type: type) -> None:
-        """Re-resolve the states a change of subscriptions to *event_type* concerns.
-
-        Idle states are retired first, so the cost follows the types in use, not
-        every type ever seen (contract 12).
-        """
-        self._table.sweep()
-        for state in self._table:
-            if issubclass(state.event_type, event_type):
-                self._refresh(state)
+            self._routes.repump(state)  # stop fetching what nobody here handles
 
     def subscriptions(self) -> tuple[Subscription[Any], ...]:
         """Every active subscription, in subscription order."""
@@ -252,16 +228,22 @@ class Dispatcher(Running):
         for name, chain in (("publish", publish), ("handle", handle)):
             if not all(callable(m) for m in chain):
                 raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")
-        installed = Installed(self, tuple(publish), tuple(handle))
-        self._publish_chain += installed.publish
+        installed = Installed(self._remove_middleware, tuple(publish), tuple(handle))
+        features = self._features
+        features.use_publish_chain(features.publish_chain + installed.publish)
         self._delivery.handle_chain += installed.handle
         self._settle()
         return installed
 
     def _remove_middleware(self, installed: Installed) -> None:
-        self._publish_chain = _without(self._publish_chain, installed.publish)
+        features = self._features
+        features.use_publish_chain(_without(features.publish_chain, installed.publish))
         self._delivery.handle_chain = _without(self._delivery.handle_chain, installed.handle)
         self._settle()
+
+    def _settle(self) -> None:
+        self._features.settle(bool(self._delivery.handle_chain))
+        self._states.settle()
 
     @property
     def propagate_context(self) -> bool:
@@ -270,11 +252,11 @@ class Dispatcher(Running):
         Settable at any time (integrations turn it on); applies to events published
         from then on.
         """
-        return self._propagate_context
+        return self._features.propagate_context
 
     @propagate_context.setter
     def propagate_context(self, value: bool) -> None:
-        self._propagate_context = bool(value)
+        self._features.use_context(bool(value))
         self._settle()
 
     def configure(
@@ -313,36 +295,22 @@ class Dispatcher(Running):
         :raises InvalidConfiguration: a value is out of range
         """
         check_event_class(event_type, "configure")
-        current = self.config(event_type)
-        self._configs[event_type] = TypeConfig(
-            current.queue_size if queue_size is None else queue_size,
-            current.concurrency if concurrency is None else concurrency,
-            current.overflow if overflow is None else overflow,
-            current.key if key is UNSET else key,
-            current.handler_timeout if handler_timeout is UNSET else handler_timeout,
-            current.retry if retry is UNSET else retry,
-            current.transport if transport is UNSET else transport,
+        config = self.config(event_type).changed(
+            queue_size, concurrency, overflow, key, handler_timeout, retry, transport
         )
-        if transport is not UNSET and transport is not None:
-            self._routing = True
-        for state in self._table:
-            if issubclass(state.event_type, event_type):
-                self._apply(state)
-        if self._route_of(event_type) is not None and self._registry.resolve(event_type):
-            self._start_pump(event_type)
+        for state in self._states.configure(event_type, config):
+            self._routes.repump(state)
+        if self._states.route_of(event_type) is not None and self._registry.resolve(event_type):
+            self._routes.start_pump(event_type)
 
-    def _apply(self, state: TypeState) -> None:
-        state.apply(self.config(state.event_type))
-        state.route = self._route_of(state.event_type)
-        self._refresh(state)
-        self._table.admit(state)
-        self._repump(state)
-        if self._pool is not None:
-            self._pool.kick(state)
+    def config(self, event_type: type) -> TypeConfig:
+        """The settings in force for *event_type* (its own, its nearest configured
+        base's, or the default)."""
+        return self._states.config(event_type)
 
     def configured_types(self) -> tuple[type, ...]:
         """The event types given settings of their own with :meth:`configure`."""
-        return tuple(self._configs)
+        return tuple(self._states.configs)
 
     def register(
         self,
@@ -374,7 +342,7 @@ class Dispatcher(Running):
 
     def transport_of(self, event_type: type) -> Any:
         """The transport *event_type* is routed through, or None (in memory)."""
-        return self._route_of(event_type)
+        return self._states.route_of(event_type)
 
     def report_dead_letter(self, letter: DeadLetter) -> None:
         """Hand *letter* to ``on_dead_letter`` and the :class:`DeadLetter` subscribers.
@@ -404,9 +372,7 @@ class Dispatcher(Running):
         :raises InvalidEvent: *event_type* is not an event class
         """
         check_event_class(event_type, "pause")
-        self._paused.add(event_type)
-        for state in self._table:
-            self._sync_pause(state)
+        self._states.pause(event_type)
 
     def resume(self, event_type: type) -> None:
         """Undo :meth:`pause` of *event_type*: its workers take its queued events again.
@@ -416,17 +382,15 @@ class Dispatcher(Running):
         :raises InvalidEvent: *event_type* is not an event class
         """
         check_event_class(event_type, "resume")
-        self._paused.discard(event_type)
-        for state in self._table:
-            self._sync_pause(state)
+        self._states.resume(event_type)
 
     def paused(self, event_type: type) -> bool:
         """Whether *event_type* is paused, itself or through a paused base class."""
-        return any(klass in self._paused for klass in event_type.__mro__)
+        return self._states.is_paused(event_type)
 
     def paused_types(self) -> tuple[type, ...]:
         """The event types given to :meth:`pause` and not resumed since."""
-        return tuple(self._paused)
+        return tuple(self._states.paused)
 
     # -- observing -------------------------------------------------------------------
 
@@ -436,64 +400,77 @@ class Dispatcher(Running):
     def stats(self, event_type: type) -> TypeStats: ...
     def stats(self, event_type: type | None = None) -> Mapping[type, TypeStats] | TypeStats:
         """Counters per concrete event type published so far, or for one type."""
-        if event_type is not None:
-            state = self._table.get(event_type)
-            if state is not None:
-                return self._with_broker(_snapshot(state))
-            stats = _retired(event_type, self._table.counters_of(event_type))
-            if self._paused:
-                stats = replace(stats, paused=self.paused(event_type))
-            return self._with_broker(stats)
-        found = {cls: _retired(cls, counters) for cls, counters in self._table.retired_counters()}
-        for state in self._table:
-            found[state.event_type] = _snapshot(state)
-        if self._paused:
-            found = {
-                cls: replace(stats, paused=self.paused(cls)) if not stats.paused else stats
-                for cls, stats in found.items()
-            }
-        if self._routing:
-            found = {cls: self._with_broker(stats) for cls, stats in found.items()}
-        return found
-
-    def _with_broker(self, stats: TypeStats) -> TypeStats:
-        """*stats* with the broker's figures, when its type is routed and they exist."""
-        route = self._route_of(stats.event_type)
-        report = getattr(route, "broker_stats", None)
-        if report is None:
-            return stats
-        return replace(stats, broker=report(stats.event_type))
+        if event_type is None:
+            return stats_of_all(self._states)
+        return stats_of(self._states, event_type)
 
     @property
     def running(self) -> bool:
         """Whether the dispatcher accepts events from any task."""
-        return self._phase is Phase.RUNNING
+        return self._run.running
 
-    def _states(self) -> Iterator[TypeState]:
+    def _live_states(self) -> Iterator[TypeState]:
         """The live per-type states (for tests that check their invariants)."""
-        return iter(self._table)
+        return iter(self._states)
+
+    # -- other threads, life -----------------------------------------------------------
+
+    def publish_threadsafe(self, event: object, *, timeout: float | None = None) -> bool:
+        """Publish from a thread other than the event loop's; blocks that thread until
+        the event is accepted (see :meth:`publish` for the result and errors).
+
+        :raises DispatcherClosed: the dispatcher is not running (or stopped meanwhile)
+        :raises RuntimeError: called from the event loop thread itself (use ``publish``)
+        """
+        return self._bridge.publish(event, timeout)
+
+    # -- life --------------------------------------------------------------------------
+
+    async def __aenter__(self: _D) -> _D:
+        await self._life.enter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Drain within ``shutdown_timeout`` and stop; a no-op when not running."""
+        await self._life.exit(self.shutdown_timeout)
+
+    async def drain(self) -> None:
+        """Wait until no event is queued or in flight, including follow-on events.
+
+        Paused types are not waited for: their events wait for ``resume()``.
+
+        :raises DispatcherClosed: the dispatcher was never started
+        :raises RuntimeError: called from one of the dispatcher's own handlers (it
+            would wait for that handler itself)
+        """
+        await self._life.drain()
 
 
 class Installed:
     """Middleware added by :meth:`Dispatcher.use`; ``remove()`` takes it out again."""
 
-    __slots__ = ("_owner", "handle", "publish")
+    __slots__ = ("_remove", "handle", "publish")
 
     def __init__(
         self,
-        owner: Dispatcher,
+        remove: Callable[[Installed], None],
         publish: tuple[PublishMiddleware, ...],
         handle: tuple[HandleMiddleware, ...],
     ) -> None:
-        self._owner: Dispatcher | None = owner
+        self._remove: Callable[[Installed], None] | None = remove
         self.publish = publish
         self.handle = handle
 
     def remove(self) -> None:
         """Take these middleware out (events already queued keep their envelope). Idempotent."""
-        owner, self._owner = self._owner, None
-        if owner is not None:
-            owner._remove_middleware(self)
+        remove, self._remove = self._remove, None
+        if remove is not None:
+            remove(self)
 
 
 def _without(chain: tuple[Any, ...], removed: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -507,23 +484,28 @@ def _without(chain: tuple[Any, ...], removed: tuple[Any, ...]) -> tuple[Any, ...
     return tuple(kept)
 
 
-def _snapshot(state: TypeState) -> TypeStats:
-    return TypeStats(
-        event_type=state.event_type,
-        accepted=state.accepted,
-        dropped=state.dropped,
-        refused=state.refused,
-        evicted=state.evicted,
-        queued=state.queued,
-        in_flight=state.in_flight,
-        handled=state.handled,
-        failed=state.failed,
-        abandoned=state.abandoned,
-        paused=state.paused,
-    )
-
-
-def _retired(event_type: type, counters: dict[str, int] | None) -> TypeStats:
-    """The stats of a type without a live state (idle, or never published)."""
-    kept: dict[str, Any] = dict.fromkeys(COUNTERS, 0) if counters is None else counters
-    return TypeStats(event_type=event_type, queued=0, in_flight=0, **kept)
+def _check_arguments(
+    shutdown_timeout: float,
+    slow_handler_threshold: float | None,
+    transport: Any,
+    max_idle_workers: int,
+    policy: Policy | None,
+    **hooks: object,
+) -> None:
+    """Refuse what the constructor cannot work with (``InvalidConfiguration``)."""
+    check_timeout("shutdown_timeout", shutdown_timeout)
+    check_timeout("slow_handler_threshold", slow_handler_threshold)
+    check_transport(transport)
+    if slow_handler_threshold == 0:
+        raise InvalidConfiguration("slow_handler_threshold must be > 0 or None")
+    if isinstance(max_idle_workers, bool) or not isinstance(max_idle_workers, int):
+        raise InvalidConfiguration(f"max_idle_workers must be an int, got {max_idle_workers!r}")
+    if max_idle_workers < 0:
+        raise InvalidConfiguration(f"max_idle_workers must be >= 0, got {max_idle_workers}")
+    if policy is not None and not isinstance(policy, Policy):
+        raise InvalidConfiguration(
+            f"policy must have may_publish() and may_receive() methods, got {policy!r}"
+        )
+    for name, value in hooks.items():
+        if value is not None and not callable(value):
+            raise InvalidConfiguration(f"{name} must be a callable or None, got {value!r}")

@@ -26,10 +26,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ._registry import Subscription
+from ._subscription import Subscription
 
 PublishMiddleware = Callable[[Any], Any]
 """``middleware(event) -> event | None``: pass on, enrich, reroute, or (None) refuse."""

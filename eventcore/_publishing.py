@@ -1,23 +1,25 @@
 """The publish paths: the fast path, the slow path (middleware, policy, key, envelope),
-overflow policies, fair waiting for room, routed sends, and dead letters."""
+overflow policies, fair waiting for room, routed sends, and dead letters.
+
+A :class:`Publisher` is built with the states, the run, the features and the routes
+it reads; the :class:`~eventcore.Dispatcher` hands its ``publish`` methods out as its own.
+"""
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Coroutine, Hashable
 from contextvars import copy_context
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from ._authorization import current_principal
-from ._channel import Overflow
-from ._config import check_timeout
-from ._core import DispatcherCore
+from ._config import UNSET, Overflow, _Unset, check_timeout
 from ._deadletters import DeadLetter
-from ._delivery import NO_KEY, Envelope, Outcome
+from ._delivery import Delivery, Reporter
+from ._envelope import NO_KEY, Envelope, Outcome
 from ._errors import (
     DispatcherClosed,
     InvalidConfiguration,
@@ -26,27 +28,76 @@ from ._errors import (
     QueueFull,
     Unauthorized,
 )
+from ._features import Features
 from ._middleware import apply_chain_in_copy, apply_publish_chain
+from ._routes import Routes
+from ._run import Run
+from ._slot import WorkerSlot
 from ._state import TypeState
+from ._states import TypeStates
 from ._types import DropReason, E
 from ._waits import begin_wait, end_wait
 
 logger = logging.getLogger("eventcore")
 
 
-class _Unset(enum.Enum):
-    UNSET = "unset"
-
-
-UNSET = _Unset.UNSET
-"""Marks an argument that was not given (where None means something)."""
-
 #: how long a routed publish under BLOCK waits before it asks its broker again
 _SEND_RETRY = 0.05
 
 
-class Publishing(DispatcherCore):
+class PublishMethod(Protocol):
+    """The type of :meth:`Publisher.publish`."""
+
+    def __call__(
+        self, event: object, *, timeout: float | None = ..., principal: Hashable | None = ...
+    ) -> Coroutine[Any, Any, bool]:
+        """Queue *event* (see :meth:`Publisher.publish`)."""
+        ...
+
+
+class PublishNowaitMethod(Protocol):
+    """The type of :meth:`Publisher.publish_nowait`."""
+
+    def __call__(self, event: object, *, principal: Hashable | None = ...) -> bool:
+        """Queue *event* without waiting (see :meth:`Publisher.publish_nowait`)."""
+        ...
+
+
+class PublishAndWaitMethod(Protocol):
+    """The type of :meth:`Publisher.publish_and_wait`."""
+
+    def __call__(
+        self,
+        event: E,
+        *,
+        timeout: float | None = ...,
+        principal: Hashable | None = ...,
+        raise_errors: bool = ...,
+    ) -> Coroutine[Any, Any, Outcome[E]]:
+        """Publish *event* and wait for its handlers (see
+        :meth:`Publisher.publish_and_wait`)."""
+        ...
+
+
+class Publisher:
     """``publish``, ``publish_nowait`` and ``publish_and_wait``."""
+
+    def __init__(
+        self,
+        states: TypeStates,
+        run: Run,
+        features: Features,
+        routes: Routes,
+        reporter: Reporter,
+        delivery: Delivery,
+    ) -> None:
+        self._states = states
+        self._fast = states.fast
+        self._run = run
+        self._features = features
+        self._routes = routes
+        self._reporter = reporter
+        self._delivery = delivery
 
     async def publish(
         self,
@@ -85,16 +136,17 @@ class Publishing(DispatcherCore):
             state, item = prepared
             if state.route is not None:
                 return await self._send(state, item, timeout)
-            if state.full():
+            if state.queue.full():
                 return await self._put_full(state, item, timeout)
-            self._enqueue(state, item)
+            self._states.enqueue(state, item)
             return True
         items = state.items
-        if len(items) < state.limit:
+        if len(items) < state.queue.limit:
             items.append(event)
-            state.accepted += 1
-            if not state.scheduled and state.running < state.concurrency:
-                self._pool.schedule(state)  # type: ignore[union-attr]  # set while running
+            state.counts.accepted += 1  # inline: see tests/test_state_fields.py
+            gate = state.gate
+            if not gate.scheduled and gate.running < gate.concurrency:
+                self._run.pool.schedule(state)  # type: ignore[union-attr]  # set while running
             return True
         return await self._put_full(state, event, timeout)
 
@@ -109,7 +161,7 @@ class Publishing(DispatcherCore):
         :raises QueueFull: the queue is full under ``BLOCK`` or ``RAISE``
         :raises RuntimeError: called from a thread other than the event loop's
         """
-        loop_thread = self._loop_thread
+        loop_thread = self._run.loop_thread
         if loop_thread is not None and threading.get_ident() != loop_thread:
             raise RuntimeError(
                 "publish_nowait() was called from a thread other than the event loop's: "
@@ -125,12 +177,12 @@ class Publishing(DispatcherCore):
                 "publish_nowait() cannot wait for the broker's acknowledgement; "
                 "use `await publish(...)`"
             )
-        if state.full():
-            if state.overflow is Overflow.BLOCK:
-                state.refused += 1
+        if state.queue.full():
+            if state.queue.overflow is Overflow.BLOCK:
+                state.counts.refuse()
                 raise self._queue_full(state, "publish_nowait never waits")
             return self._overflow(state, item)
-        self._enqueue(state, item)
+        self._states.enqueue(state, item)
         return True
 
     async def publish_and_wait(
@@ -155,7 +207,7 @@ class Publishing(DispatcherCore):
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        pool = self._pool
+        pool = self._run.pool
         state = self._fast.get(type(event))
         if state is not None:  # running, nothing to do on the way in: no key, no route
             assert pool is not None
@@ -176,11 +228,11 @@ class Publishing(DispatcherCore):
                     "for them"
                 )
         items = state.items
-        if len(items) >= state.limit:
+        if len(items) >= state.queue.limit:
             await self._put_full(state, envelope, timeout)  # a drop finishes the envelope
-        else:  # _enqueue, inline
+        else:
             items.append(envelope)
-            state.accepted += 1
+            state.counts.accepted += 1  # inline: see tests/test_state_fields.py
             pool.kick(state)  # type: ignore[union-attr]  # set while running
         wait = begin_wait(pool, state)
         if wait is None:  # an outside publisher: no slot to lend or take back
@@ -196,6 +248,27 @@ class Publishing(DispatcherCore):
             outcome.raise_for_failures()
         return outcome
 
+    async def publish_for(
+        self, slot: WorkerSlot | None, event: object, timeout: float | None
+    ) -> bool:
+        """:meth:`publish` on behalf of the handler of *slot* (a plain ``def`` handler
+        publishing from its worker thread): a wait for room is that handler's wait, so
+        the deadlock escape sees it (None: an outside thread, a plain publish)."""
+        if slot is None:
+            return await self.publish(event, timeout=timeout)
+        if timeout is not None:
+            check_timeout("timeout", timeout)
+        prepared = self._prepare(event, UNSET, tracked=False)
+        if prepared is None:
+            return False
+        state, item = prepared
+        if state.route is not None:
+            return await self._send(state, item, timeout)
+        if state.queue.full():
+            return await self._put_full(state, item, timeout, slot)
+        self._states.enqueue(state, item)
+        return True
+
     def _prepare(
         self, event: object, principal: Hashable | _Unset | None, tracked: bool
     ) -> tuple[TypeState, Any] | None:
@@ -204,25 +277,27 @@ class Publishing(DispatcherCore):
 
         :return: the state and the item to queue, or None when a middleware refused it
         """
-        self._check_running()
-        context = copy_context() if self._propagate_context else None
-        if self._publish_chain:
+        self._run.check_running()
+        features = self._features
+        context = copy_context() if features.propagate_context else None
+        chain = features.publish_chain
+        if chain:
             original = event
             if context is None:
-                event = apply_publish_chain(self._publish_chain, event)
+                event = apply_publish_chain(chain, event)
             else:  # what the middleware sets there travels with the event
-                event = context.run(apply_chain_in_copy, self._publish_chain, event)
+                event = context.run(apply_chain_in_copy, chain, event)
             if event is None:
-                state = self._state_for(original)
-                state.dropped += 1
+                state = self._states.state_for(original)
+                state.counts.drop()
                 self._reporter.dropped(original, DropReason.REJECTED)
                 return None
-        state = self._state_for(event)
-        policy = self._policy
+        state = self._states.state_for(event)
+        policy = features.policy
         if policy is not None:
             who = current_principal() if principal is UNSET else principal
             if not policy.may_publish(who, state.event_type):
-                state.refused += 1
+                state.counts.refuse()
                 raise Unauthorized(
                     f"{who!r} may not publish {state.event_type.__qualname__}: the "
                     "authorization policy does not allow it (everything not granted is denied)",
@@ -230,27 +305,37 @@ class Publishing(DispatcherCore):
                     state.event_type,
                 )
         key: Any = NO_KEY
-        if state.key is not None:
+        if state.config.key is not None:
             try:
                 key = state.key_of(event)
             except InvalidEvent:
-                state.refused += 1
+                state.counts.refuse()
                 raise
-        if tracked or self._envelope_all or key is not NO_KEY:
+        if tracked or features.envelope_all or key is not NO_KEY:
             stamped = bool(self._delivery.handle_chain)
             return state, Envelope(event, context, tracked, stamped, key)
         return state, event
 
-    async def _put_full(self, state: TypeState, item: object, timeout: float | None) -> bool:
-        """Apply the overflow policy to *item* arriving at *state*'s full queue."""
-        if state.overflow is not Overflow.BLOCK:
+    async def _put_full(
+        self,
+        state: TypeState,
+        item: object,
+        timeout: float | None,
+        slot: WorkerSlot | None = None,
+    ) -> bool:
+        """Apply the overflow policy to *item* arriving at *state*'s full queue.
+
+        :param slot: the worker slot of the handler that publishes (default: the
+            current task's, if it is a handler)
+        """
+        if state.queue.overflow is not Overflow.BLOCK:
             return self._overflow(state, item)
-        pool = self._pool
+        pool = self._run.pool
         wake_class = None if pool is None else pool.wake_class
-        wait = begin_wait(pool, state)
+        wait = begin_wait(pool, state, slot)
         try:
             while True:
-                putter = state.park_putter(item, wake=None if wake_class is None else wake_class())
+                putter = state.park(item, wake=None if wake_class is None else wake_class())
                 try:
                     if timeout is None:  # no cancel scope where none is needed
                         await putter.wake.wait()
@@ -258,28 +343,28 @@ class Publishing(DispatcherCore):
                         with anyio.fail_after(timeout):
                             await putter.wake.wait()
                 except BaseException as exc:
-                    if putter.accepted and not state.withdraw(putter):
+                    if putter.entered and not state.withdraw(putter):
                         # Its handling started: the publish took effect, so it returns
                         # normally (a cancel scope delivers the cancellation again at
                         # the next checkpoint).
                         return True
-                    state.forget_putter(putter)
+                    state.forget(putter)
                     if isinstance(exc, TimeoutError):
-                        state.refused += 1
+                        state.counts.refuse()
                         raise PublishTimeout(
                             f"no room in the queue of {state.event_type.__qualname__} "
-                            f"(queue_size={state.maxsize}) within {timeout} s: its handlers "
+                            f"(queue_size={state.queue.maxsize}) within {timeout} s: its handlers "
                             "are not keeping up; raise queue_size or concurrency, or publish "
                             "with a longer timeout",
                             state.event_type,
                         ) from None
                     raise
-                if putter.accepted:
+                if putter.entered:
                     if pool is not None:
                         pool.kick(state)
                     return True
                 if putter.closed:  # counted as refused by the shutdown
-                    raise DispatcherClosed(self._closed_message())
+                    raise DispatcherClosed(self._run.closed_message())
                 retried = self._after_policy_change(state, item)
                 if retried is not None:
                     return retried
@@ -290,63 +375,62 @@ class Publishing(DispatcherCore):
     def _after_policy_change(self, state: TypeState, item: object) -> bool | None:
         """A waiting publisher was released because the policy changed: apply the new
         one (None: it is BLOCK again, so wait again)."""
-        if not state.full():
-            self._enqueue(state, item)
+        if not state.queue.full():
+            self._states.enqueue(state, item)
             return True
-        if state.overflow is Overflow.BLOCK:
+        if state.queue.overflow is Overflow.BLOCK:
             return None
         return self._overflow(state, item)
 
     def _overflow(self, state: TypeState, item: object) -> bool:
         """The non-blocking policies for a full queue."""
-        overflow = state.overflow
+        overflow = state.queue.overflow
         if overflow is Overflow.DROP_NEWEST:
-            state.dropped += 1
+            state.counts.drop()
             self._reporter.dropped(item, DropReason.DROPPED_NEWEST)
             return False
         if overflow is Overflow.DROP_OLDEST:
             oldest = state.evict()
-            self._enqueue(state, item)
+            self._states.enqueue(state, item)
             self._reporter.dropped(oldest, DropReason.EVICTED)
             return True
-        state.refused += 1
+        state.counts.refuse()
         raise self._queue_full(state, "its overflow policy is RAISE")
-
-    #: opened transports, and how to open one (the dispatcher's life, ``_lifecycle``)
-    _opened: dict[int, Any]
-    _open_route: Callable[[Any], Awaitable[None]]
 
     async def _send(self, state: TypeState, item: object, timeout: float | None) -> bool:
         """Publish a routed event: a durable send; a full broker follows the policy."""
         event = item.event if isinstance(item, Envelope) else item
         deadline = None if timeout is None else anyio.current_time() + timeout
-        if id(state.route) not in self._opened:
-            await self._open_route(state.route)
+        routes = self._routes
+        route = state.route
+        if not routes.is_open(route):
+            await routes.open(route)
+        overflow = state.queue.overflow
         while True:
             try:
                 await state.route.send(state.event_type, event)
             except QueueFull:
-                if state.overflow is Overflow.BLOCK:
+                if overflow is Overflow.BLOCK:
                     if deadline is not None and anyio.current_time() >= deadline:
-                        state.refused += 1
+                        state.counts.refuse()
                         raise PublishTimeout(
                             f"the broker had no room for {state.event_type.__qualname__} "
                             f"within {timeout} s",
                             state.event_type,
                         ) from None
                     await anyio.sleep(_SEND_RETRY)
-                    if id(state.route) not in self._opened:  # shutdown closed the transport
-                        state.refused += 1
+                    if not routes.is_open(route):  # shutdown closed the transport
+                        state.counts.refuse()
                         raise DispatcherClosed(
                             "the dispatcher stopped while this publish waited for room on "
                             "the broker: the event was not sent"
                         ) from None
                     continue
-                if state.overflow is Overflow.RAISE:
-                    state.refused += 1
+                if overflow is Overflow.RAISE:
+                    state.counts.refuse()
                     raise
                 # DROP_NEWEST, and DROP_OLDEST (a broker evicts nothing for us)
-                state.dropped += 1
+                state.counts.drop()
                 self._reporter.dropped(event, DropReason.DROPPED_NEWEST)
                 return False
             return True
@@ -355,23 +439,24 @@ class Publishing(DispatcherCore):
     def _queue_full(state: TypeState, why: str) -> QueueFull:
         return QueueFull(
             f"the queue of {state.event_type.__qualname__} is full "
-            f"(queue_size={state.maxsize}) and {why}: its handlers are not keeping "
+            f"(queue_size={state.queue.maxsize}) and {why}: its handlers are not keeping "
             "up; retry later, raise queue_size or concurrency, or choose another overflow policy",
             state.event_type,
         )
 
-    def _queue_dead_letter(self, letter: DeadLetter) -> None:
+    def queue_dead_letter(self, letter: DeadLetter) -> None:
         """Queue *letter* for DeadLetter subscribers, never waiting (it may come from a worker)."""
-        if self._pool is None or not self._registry.resolve(DeadLetter):
+        if self._run.pool is None or not self._states.registry.resolve(DeadLetter):
             return
-        state = self._state_for(letter)
-        if not state.full():
-            self._enqueue(state, letter)
-        elif state.overflow is Overflow.BLOCK or state.overflow is Overflow.RAISE:
-            state.refused += 1
+        state = self._states.state_for(letter)
+        queue = state.queue
+        if not queue.full():
+            self._states.enqueue(state, letter)
+        elif queue.overflow is Overflow.BLOCK or queue.overflow is Overflow.RAISE:
+            state.counts.refuse()
             logger.error(
                 "the DeadLetter queue is full (queue_size=%d): a dead letter of %s was not queued",
-                state.maxsize,
+                queue.maxsize,
                 type(letter.event).__qualname__,
             )
         else:

@@ -2,7 +2,7 @@
 
 A subscription to ``Base`` receives every event whose class has ``Base`` in its
 MRO. Each concrete class's state resolves once and keeps the result until the
-subscriptions change (see ``Dispatcher._subscriptions_changed``).
+subscriptions change (see ``_states.TypeStates.subscriptions_changed``).
 """
 
 from __future__ import annotations
@@ -10,69 +10,14 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Generic
+from typing import Any
 
-from ._config import Retry
-from ._errors import InvalidHandler
+from ._config import Retry, check_retry, check_timeout
+from ._errors import InvalidConfiguration, InvalidHandler
+from ._events import check_event_class
+from ._subscription import Subscription
 from ._threads import in_thread
 from ._types import E, Filter, Handler
-
-
-class Subscription(Generic[E]):
-    """A handler registered for an event type (and its subclasses), with an optional filter."""
-
-    __slots__ = (
-        "_on_end",
-        "call",
-        "event_type",
-        "filter",
-        "handler",
-        "principal",
-        "retry",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        on_end: Callable[[Subscription[Any]], None],
-        event_type: type[E],
-        handler: Handler[E],
-        filter: Filter[E] | None = None,
-        *,
-        timeout: float | None = None,
-        retry: Retry | None = None,
-        principal: Hashable | None = None,
-        call: Callable[[Any], Awaitable[Any]] | None = None,
-    ) -> None:
-        #: tells the dispatcher the subscription ended (None once it has)
-        self._on_end: Callable[[Subscription[Any]], None] | None = on_end
-        self.event_type = event_type
-        self.handler = handler
-        #: what the workers await: the handler, or its thread wrapper for a plain ``def``
-        self.call: Callable[[Any], Awaitable[Any]] = call or adapt_handler(handler)
-        self.filter = filter
-        #: cancel the handler after this many seconds (None: the type's default)
-        self.timeout = timeout
-        #: retry policy (None: the type's default)
-        self.retry = retry
-        #: who subscribed, for the authorization policy
-        self.principal = principal
-
-    @property
-    def active(self) -> bool:
-        """Whether the subscription still receives events."""
-        return self._on_end is not None
-
-    def unsubscribe(self) -> None:
-        """Stop receiving events, including those already queued. Idempotent."""
-        on_end, self._on_end = self._on_end, None
-        if on_end is not None:
-            on_end(self)
-
-    def __repr__(self) -> str:
-        name = getattr(self.handler, "__qualname__", repr(self.handler))
-        state = "" if self.active else ", inactive"
-        return f"<Subscription {self.event_type.__qualname__} -> {name}{state}>"
 
 
 def adapt_handler(handler: Callable[..., Any]) -> Callable[[Any], Awaitable[Any]]:
@@ -109,6 +54,31 @@ class Registry:
         #: subscription -> its sequence number, to keep subscription order across types
         self._order: dict[Subscription[Any], int] = {}
         self._counter = itertools.count()
+
+    def subscribe(
+        self,
+        on_end: Callable[[Subscription[Any]], None],
+        event_type: type[E],
+        handler: Handler[E],
+        filter: Filter[E] | None,
+        timeout: float | None,
+        retry: Retry | None,
+        principal: Hashable | None,
+    ) -> Subscription[E]:
+        """Check the arguments of ``Dispatcher.subscribe``, make the subscription and
+        add it (*on_end* hears when it ends)."""
+        check_event_class(event_type, "subscribe")
+        call = adapt_handler(handler)
+        if filter is not None and not callable(filter):
+            raise InvalidConfiguration(f"filter must be a callable returning bool, got {filter!r}")
+        check_timeout("timeout", timeout)
+        check_retry(retry)
+        subscription = Subscription(
+            on_end, event_type, handler, filter,
+            timeout=timeout, retry=retry, principal=principal, call=call,
+        )  # fmt: skip
+        self.add(subscription)
+        return subscription
 
     def add(self, subscription: Subscription[Any]) -> None:
         """Register *subscription* after every existing one."""

@@ -52,7 +52,7 @@ class StateTable:
         if self._retired:
             counters = self._retired.pop(event_class, None)
             if counters is not None:
-                state.restore(counters)
+                state.counts.restore(counters)
         self._refresh(state)
         self.states[event_class] = state
         self.admit(state)
@@ -60,7 +60,7 @@ class StateTable:
 
     def admit(self, state: TypeState) -> None:
         """Put *state* on the fast path when it may take it (no key, not routed)."""
-        if self.fast_open and state.key is None and state.route is None:
+        if self.fast_open and state.config.key is None and state.route is None:
             self.fast[state.event_type] = state
         else:
             self.fast.pop(state.event_type, None)
@@ -82,14 +82,13 @@ class StateTable:
         """
         retired = []
         for cls, state in self.states.items():
-            if state.idle and (everything or state.accepted == state.swept_at):
+            unchanged = state.swept()
+            if state.idle and (everything or unchanged):
                 retired.append(cls)
-            else:
-                state.swept_at = state.accepted
         for cls in retired:
             state = self.states.pop(cls)
             self.fast.pop(cls, None)
-            self._retired[cls] = state.counters()
+            self._retired[cls] = state.counts.leave()
         self._sweep_at = max(_SWEEP_FLOOR, 2 * len(self.states))
         return len(retired)
 

@@ -22,7 +22,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._errors import InvalidHandler
-from ._waits import current_slot
+from ._slot import current_slot
 
 
 def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
@@ -31,7 +31,7 @@ def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
     @functools.wraps(handler)
     async def call(event: Any) -> Any:
         slot = current_slot.get()
-        limiter = None if slot is None or slot.state is None else slot.state.thread_limiter()
+        limiter = None if slot is None or slot.state is None else slot.state.gate.thread_limiter()
         token = object()
         if limiter is not None:
             await limiter.acquire_on_behalf_of(token)

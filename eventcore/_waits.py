@@ -14,90 +14,128 @@ suspended handler does not count against ``concurrency``; when its wait ends it
 takes a slot back, ahead of new events (shielded from cancellation, so that no
 handler code ever runs without a slot).
 
-The graph is kept per type (``TypeState.waits``); it is only walked when a
-handler is about to wait, never on the hot path.
+The graph (:class:`WaitGraph`) belongs to the worker pool of one run; it is only
+walked when a handler is about to wait, never on the hot path.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import anyio
 
-from ._delivery import NO_KEY
-
-if TYPE_CHECKING:
-    from ._state import TypeState
-    from ._workers import WorkerSlot
+from ._envelope import NO_KEY
+from ._slot import WorkerSlot, current_slot
+from ._state import TypeState
 
 
 class Wait:
     """One handler waiting: its worker slot, its type, and what it waits on."""
 
-    __slots__ = ("lent", "origin", "slot", "target")
+    __slots__ = ("lending", "origin", "slot", "target")
 
     def __init__(self, slot: WorkerSlot, origin: TypeState, target: TypeState) -> None:
         self.slot = slot
         self.origin = origin
         self.target = target
         #: whether the handler gave its slot away for the rest of the wait
-        self.lent = False
+        self.lending = False
 
 
-current_slot: ContextVar[WorkerSlot | None] = ContextVar("eventcore_worker_slot", default=None)
+class WaitGraph:
+    """The waits of every type's handlers in one run: type -> its handlers' waits."""
+
+    __slots__ = ("edges",)
+
+    def __init__(self) -> None:
+        self.edges: dict[TypeState, list[Wait]] = {}
+
+    def add(self, wait: Wait) -> None:
+        """*wait* begins."""
+        self.edges.setdefault(wait.origin, []).append(wait)
+
+    def remove(self, wait: Wait) -> bool:
+        """*wait* ended; False when the graph was forgotten meanwhile (the run ended)."""
+        waits = self.edges.get(wait.origin)
+        if waits is None or wait not in waits:
+            return False
+        waits.remove(wait)
+        if not waits:
+            del self.edges[wait.origin]
+        return True
+
+    def of(self, state: TypeState) -> list[Wait]:
+        """The waits of *state*'s handlers."""
+        return self.edges.get(state, [])
+
+    def clear(self) -> None:
+        """Forget every wait (the run ended)."""
+        self.edges.clear()
+
+    def __len__(self) -> int:
+        return sum(len(waits) for waits in self.edges.values())
 
 
-def begin_wait(pool: Any, target: TypeState) -> Wait | None:
-    """Record that the current task, if it is one of *pool*'s handlers, waits on *target*.
+class Pool(Protocol):
+    """What the escape needs of a worker pool."""
 
-    :return: the wait to pass to :func:`end_wait`, or None when the caller is not a
-        handler of *pool* (an outside publisher holds no slot)
+    waits: WaitGraph
+
+    def kick(self, state: TypeState) -> None:
+        """Get a worker coming for *state*'s queued events, if a slot is free."""
+
+
+def begin_wait(
+    pool: Pool | None, target: TypeState, slot: WorkerSlot | None = None
+) -> Wait | None:
+    """Record that a handler of *pool* waits on *target*: the handler of *slot* (a
+    plain handler's thread), by default the current task if it is a handler.
+
+    :return: the wait to pass to :func:`end_wait`, or None when there is no handler
+        (an outside publisher holds no slot)
     """
-    slot = current_slot.get()
-    if slot is None or slot.pool is not pool or not slot.holding:
+    if slot is None:
+        slot = current_slot.get()
+        if slot is None or anyio.get_current_task().id != slot.task:
+            return None  # not a worker, or a task a handler started: it holds no slot
+    if pool is None or slot.pool is not pool or not slot.holding:
         return None
-    if anyio.get_current_task().id != slot.task:
-        return None  # a task the handler started: it holds no slot of its own
     origin = slot.state
     assert origin is not None
     wait = Wait(slot, origin, target)
-    origin.waits.append(wait)
-    cycle = _cycle_through(origin, target)
+    graph = pool.waits
+    graph.add(wait)
+    cycle = _cycle_through(graph, origin, target)
     if cycle:
         for state in cycle:
-            for other in state.waits:
-                if not other.lent and other.target in cycle:
+            for other in graph.of(state):
+                if not other.lending and other.target in cycle:
                     _lend(pool, other)
     return wait
 
 
-async def end_wait(pool: Any, wait: Wait | None) -> None:
+async def end_wait(pool: Pool | None, wait: Wait | None) -> None:
     """Undo :func:`begin_wait`; if the slot was lent, take one back before returning.
 
     The wait for a slot is shielded: a handler cancelled meanwhile gets its slot
     first and only then sees the cancellation, so it never runs without one.
     """
-    if wait is None:
+    if wait is None or pool is None:
         return
-    origin = wait.origin
-    try:
-        origin.waits.remove(wait)
-    except ValueError:  # the dispatcher stopped and forgot its waits
+    if not pool.waits.remove(wait):  # the dispatcher stopped and forgot its waits
         return
-    if not wait.lent:
+    if not wait.lending:
         return
-    slot = wait.slot
-    wanted = origin.reclaim()
+    wanted = wait.origin.reclaim()
     if wanted is not None:
         with anyio.CancelScope(shield=True):
             await wanted.wait()
-    slot.holding = True
+    wait.slot.holding = True
 
 
-def _lend(pool: Any, wait: Wait) -> None:
+def _lend(pool: Pool, wait: Wait) -> None:
     """The waiting handler gives its slot, and the key it holds, to its type."""
-    wait.lent = True
+    wait.lending = True
     slot = wait.slot
     slot.holding = False
     state = wait.origin
@@ -107,22 +145,22 @@ def _lend(pool: Any, wait: Wait) -> None:
     pool.kick(state)
 
 
-def _cycle_through(origin: TypeState, target: TypeState) -> set[TypeState]:
+def _cycle_through(graph: WaitGraph, origin: TypeState, target: TypeState) -> set[TypeState]:
     """The types on a cycle of waits through the new edge *origin* -> *target*
     (empty when the edge closes none)."""
-    reachable = _reach(target)
+    reachable = _reach(graph, target)
     if origin not in reachable:
         return set()
     # the types from which origin can be reached again, among those target reaches
-    return {state for state in reachable if origin in _reach(state)} | {origin}
+    return {state for state in reachable if origin in _reach(graph, state)} | {origin}
 
 
-def _reach(start: TypeState) -> set[TypeState]:
+def _reach(graph: WaitGraph, start: TypeState) -> set[TypeState]:
     """*start* and every type its handlers' waits lead to, transitively."""
     seen = {start}
     stack = [start]
     while stack:
-        for wait in stack.pop().waits:
+        for wait in graph.of(stack.pop()):
             if wait.target not in seen:
                 seen.add(wait.target)
                 stack.append(wait.target)

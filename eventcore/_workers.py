@@ -17,51 +17,27 @@ to :class:`~eventcore._delivery.Delivery`. Anything a worker must react to - a
 handler wanting its slot back, a lowered limit, a type that stopped being plain,
 shutdown - raises the type's single ``attention`` flag, checked once per event.
 
-Every change of a type's state goes through the transitions of
-:class:`~eventcore._state.TypeState`; the deadlock escape lives in ``_waits``.
+Every change of a type's state goes through the transitions of its parts (see
+``_state``); the deadlock escape lives in ``_waits``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from contextvars import Context, copy_context
+from contextvars import copy_context
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from ._delivery import (
-    NO_KEY,
-    Delivery,
-    Envelope,
-    HandlerResult,
-    Reporter,
-    is_own_cancellation,
-)
+from ._delivery import Delivery, Reporter, is_own_cancellation
+from ._envelope import NO_KEY, Envelope, HandlerResult
+from ._slot import WorkerSlot, current_slot
 from ._state import TypeState
 from ._types import DropReason
-from ._waits import current_slot
+from ._waits import WaitGraph
 from ._wake import Wake, wake_class
-
-
-class WorkerSlot:
-    """One worker task: the type it serves now, whether it holds a slot there, and
-    the key whose events it handles."""
-
-    __slots__ = ("bind", "holding", "key", "pool", "state", "task")
-
-    def __init__(self, pool: WorkerPool) -> None:
-        self.pool = pool
-        #: the worker's own task: only it is the handler (tasks a handler starts
-        #: inherit the context, and with it this slot, but hold no slot)
-        self.task = anyio.get_current_task().id
-        self.state: TypeState | None = None
-        self.holding = False
-        self.key: Any = NO_KEY
-        #: makes this slot current inside a publisher's context (propagate_context)
-        self.bind = _bind_slot(self)
-
 
 _NOTHING: Any = object()
 _LEAVE, _GENERAL, _STAY = "leave", "general", "stay"
@@ -93,31 +69,27 @@ class WorkerPool:
         self.cancelled: type[BaseException] = anyio.get_cancelled_exc_class()
         #: the one-waiter event of this loop (parked workers, publish_and_wait)
         self.wake_class: Callable[[], Wake] = wake_class(self.cancelled)
+        #: the waits of this run's handlers (the deadlock escape's graph)
+        self.waits = WaitGraph()
 
     def schedule(self, state: TypeState) -> None:
         """Put *state* on the ready line (the caller checked it has work and a free slot)."""
-        state.scheduled = True
+        state.gate.line_up()
         self.ready.append(state)
         self._call_worker()
 
     def kick(self, state: TypeState) -> None:
         """Make sure queued events of *state* have a worker coming, if a slot is free."""
-        if (
-            (state.items or state.orphans)
-            and not state.scheduled
-            and state.running < state.concurrency
-            and not state.stopping
-            and not state.paused
-        ):
-            self.schedule(state)
+        if (state.items or state.queue.orphans) and state.gate.line_up_if_free():
+            self.ready.append(state)
+            self._call_worker()
 
     def stop(self, states: Iterable[TypeState]) -> None:
         """Shutdown's deadline passed: no handler starts from now on."""
         self.stopping = True
-        self.delivery.stopping = True
+        self.delivery.halt()
         self.ready.clear()
         for state in states:
-            state.scheduled = False
             state.stop()
         for wake in self.parked:
             wake.set()
@@ -139,15 +111,17 @@ class WorkerPool:
         ready = self.ready
         while ready and not self.stopping:
             state = ready.popleft()
-            state.scheduled = False
-            if state.running >= state.concurrency or not (state.items or state.orphans):
+            gate = state.gate
+            if gate.running >= gate.concurrency or not (state.items or state.queue.orphans):
+                gate.off_line()
                 continue  # served meanwhile, or its slots are taken
-            if state.attention and (state.reclaimers or state.stopping or state.paused):
+            if state.attention and (gate.reclaimers or gate.stopping or gate.paused):
+                gate.off_line()
                 continue  # suspended handlers take free slots first; or shutting down, paused
-            state.running += 1
+            gate.acquire()  # off the line, into a slot
             slot.state = state
             slot.holding = True
-            if (len(state.items) > 1 or state.orphans) and state.running < state.concurrency:
+            if (len(state.items) > 1 or state.queue.orphans) and gate.running < gate.concurrency:
                 self.schedule(state)  # room for one more worker on this type
             elif ready:
                 self._call_worker()  # other types wait: get a worker coming for them
@@ -164,27 +138,28 @@ class WorkerPool:
             slot.holding = False
             if state.attention:
                 state.release()
-            else:  # plain, nobody wants a slot back: the common case, inline
-                state.running -= 1
-        if state.items or state.orphans:
+            else:  # plain, nobody wants a slot back: no attention to recompute
+                state.gate.release()
+        if state.items or state.queue.orphans:
             self.kick(state)
         elif state.quiet is not None:
             state.quieted()
 
     def _attend(self, state: TypeState, slot: WorkerSlot) -> str:
         """Decide what a worker does when its type's ``attention`` flag is up."""
-        if state.stopping or state.paused:
+        gate = state.gate
+        if gate.stopping or gate.paused:
             return _LEAVE
-        if state.reclaimers:
+        if gate.reclaimers:
             # A handler that lent its slot wants it back: hand ours over.
             state.let_go(slot.key)
             slot.key = NO_KEY
             slot.holding = False
             state.pass_slot()
             return _LEAVE
-        if state.running > state.concurrency:  # the limit was lowered
+        if gate.running > gate.concurrency:  # the limit was lowered
             return _LEAVE
-        return _STAY if state.plain and not state.keys else _GENERAL
+        return _STAY if state.plan.plain and not state.queue.keys else _GENERAL
 
     async def _run(self) -> None:
         """One worker task: serve ready types, park when there are none."""
@@ -213,6 +188,9 @@ class WorkerPool:
         is left for this worker; the general loop takes over while the type needs it
         (it returns here when the type is plain again: no recursion)."""
         items = state.items
+        queue = state.queue
+        gate = state.gate
+        counts = state.counts
         reporter = self.reporter
         cancelled = self.cancelled
         item = _NOTHING
@@ -229,9 +207,9 @@ class WorkerPool:
                 if not items:
                     return
                 item = items.popleft()  # taken out only now that its handling starts
-                if state.putters:
-                    state.hand_over()
-                state.in_flight += 1
+                if queue.putters:
+                    queue.hand_over()
+                plan = state.plan
                 if type(item) is Envelope:
                     if item.context is None and item.receipt is None:
                         # publish_and_wait's envelope: the handlers inline, as below,
@@ -239,51 +217,50 @@ class WorkerPool:
                         if not await self._serve_tracked(item, state):
                             return  # cut off by shutdown; the finally reports it
                     elif not await self.delivery.deliver(
-                        item, state, state.subs, None, None, slot.bind
+                        item, counts, plan.subs, None, None, slot.bind
                     ):
                         return  # cut off by shutdown; the finally reports it
-                elif (call := state.single) is not None:  # one subscription, no filter
+                elif (call := plan.single) is not None:  # one subscription, no filter
                     try:
                         await call(item)
                     except Exception as exc:
-                        state.failed += 1
-                        reporter.handler_failed(item, state.handler_of(call), exc)
+                        counts.fail()
+                        reporter.handler_failed(item, plan.handler_of(call), exc)
                     except cancelled as exc:
                         if is_own_cancellation():
                             raise
-                        state.failed += 1
-                        reporter.handler_failed(item, state.handler_of(call), exc)
-                elif (awaits := state.awaits) is not None:  # no filters: the shortest loop
+                        counts.fail()
+                        reporter.handler_failed(item, plan.handler_of(call), exc)
+                elif (awaits := plan.awaits) is not None:  # no filters: the shortest loop
                     for call in awaits:
-                        if state.stopping:
+                        if gate.stopping:
                             return  # no handler starts after the shutdown deadline
                         try:
                             await call(item)
                         except Exception as exc:
-                            state.failed += 1
-                            reporter.handler_failed(item, state.handler_of(call), exc)
+                            counts.fail()
+                            reporter.handler_failed(item, plan.handler_of(call), exc)
                         except cancelled as exc:
                             if is_own_cancellation():
                                 raise
-                            state.failed += 1
-                            reporter.handler_failed(item, state.handler_of(call), exc)
+                            counts.fail()
+                            reporter.handler_failed(item, plan.handler_of(call), exc)
                 else:
-                    for call, accepts, handler in state.calls:
-                        if state.stopping:
+                    for call, accepts, handler in plan.entries:
+                        if gate.stopping:
                             return  # no handler starts after the shutdown deadline
                         try:
                             if accepts is None or accepts(item):
                                 await call(item)
                         except Exception as exc:
-                            state.failed += 1
+                            counts.fail()
                             reporter.handler_failed(item, handler, exc)
                         except cancelled as exc:
                             if is_own_cancellation():
                                 raise
-                            state.failed += 1
+                            counts.fail()
                             reporter.handler_failed(item, handler, exc)
-                state.in_flight -= 1
-                state.handled += 1
+                counts.handled += 1  # inline: see tests/test_state_fields.py
                 item = _NOTHING
         finally:
             if item is not _NOTHING:
@@ -298,16 +275,18 @@ class WorkerPool:
         """
         event = envelope.event
         reporter = self.reporter
+        counts = state.counts
+        gate = state.gate
         results: list[HandlerResult] = []
-        for call, accepts, handler in state.calls:
-            if state.stopping:
+        for call, accepts, handler in state.plan.entries:
+            if gate.stopping:
                 return False  # no handler starts after the shutdown deadline
             if accepts is not None:
                 try:
                     if not accepts(event):
                         continue
                 except Exception as exc:
-                    state.failed += 1
+                    counts.fail()
                     reporter.handler_failed(event, accepts, exc)
                     continue
             try:
@@ -320,7 +299,7 @@ class WorkerPool:
                 failure = exc
             else:
                 continue
-            state.failed += 1
+            counts.fail()
             reporter.handler_failed(event, handler, failure, 1, envelope.id)
             results.append(HandlerResult(handler, exception=failure))
         envelope.finish(results)
@@ -333,6 +312,7 @@ class WorkerPool:
         :return: what to do next (``_LEAVE``, or ``_STAY``: plain again)
         """
         delivery = self.delivery
+        counts = state.counts
         item = _NOTHING
         try:
             while True:
@@ -343,12 +323,17 @@ class WorkerPool:
                 if item is None:
                     item = _NOTHING
                     return _LEAVE
-                state.start()
+                config = state.config
                 if not await delivery.deliver(
-                    item, state, state.subs, state.handler_timeout, state.retry, slot.bind
+                    item,
+                    counts,
+                    state.plan.subs,
+                    config.handler_timeout,
+                    config.retry,
+                    slot.bind,
                 ):
                     return _LEAVE  # cut off by shutdown; the finally reports it
-                state.finish()
+                counts.finish()
                 item = _NOTHING
         finally:
             if item is not _NOTHING:
@@ -363,14 +348,5 @@ class WorkerPool:
         return wake
 
     def _cut_off(self, state: TypeState, item: Any) -> None:
-        state.cut_off()
+        state.counts.cut_off()
         self.reporter.dropped(item, DropReason.SHUTDOWN)
-
-
-def _bind_slot(slot: WorkerSlot) -> Callable[[Context], None]:
-    """Make the worker's slot visible inside a publisher's context (for the deadlock escape)."""
-
-    def bind(context: Context) -> None:
-        context.run(current_slot.set, slot)
-
-    return bind

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from ._config import Retry, TypeConfig
 from ._deadletters import DeadLetter, DeadLetterReason
 from ._dispatcher import Dispatcher
-from ._registry import Subscription
+from ._subscription import Subscription
 from ._wire.errors import InvalidEventName
 from ._wire.names import EventName, default_name
 from ._wire.schema import EventSchema, event_schemas

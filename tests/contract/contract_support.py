@@ -201,7 +201,7 @@ class QueueModel:
         limit = self.bus.config(klass).concurrency
         # past the shutdown deadline suspended handlers take their slots back at once
         # to unwind, beyond the limit (docs/CONTRACT.md, promise 13): not a breach
-        if self.running[klass] > limit and not self.bus._delivery.stopping:
+        if self.running[klass] > limit and not self.bus._delivery.halted:
             self.fail(f"{self.running[klass]} handlers of {klass.__name__} run, limit {limit}")
 
     def on_drop(self, event: Any, reason: DropReason) -> None:

@@ -243,7 +243,7 @@ class Composition(RuleBasedStateMachine):
             self.rec.violations.append(f"{event!r} handled twice")
         self._enter(event, "started")
         resumed = False
-        for state in self.bus._states():
+        for state in self.bus._live_states():
             self.rec.violations.extend(state.check())
         try:
             if event.action == "raise":
@@ -375,7 +375,7 @@ class Composition(RuleBasedStateMachine):
     @invariant()
     def states_hold(self) -> None:
         def check() -> list[str]:
-            return [problem for state in self.bus._states() for problem in state.check()]
+            return [problem for state in self.bus._live_states() for problem in state.check()]
 
         problems = self.portal.call(_sync, check)
         assert not problems, problems

@@ -54,7 +54,7 @@ class C:
 
 def problems_of(bus: Dispatcher) -> list[str]:
     """The broken invariants of every live per-type state."""
-    return [problem for state in bus._states() for problem in state.check()]
+    return [problem for state in bus._live_states() for problem in state.check()]
 
 
 # -- 1. cycles of publish_and_wait and blocking publishes (promise 8) ----------------
@@ -416,10 +416,10 @@ async def test_event_classes_made_at_run_time_are_not_kept_alive() -> None:
                 await bus.drain()
             del klass
         await bus.drain()
-        live_before = sum(1 for _ in bus._states())
+        live_before = sum(1 for _ in bus._live_states())
         sub = bus.subscribe(C, on_c)  # a subscription change retires idle states...
         sub.unsubscribe()
-        live_after = sum(1 for _ in bus._states())
+        live_after = sum(1 for _ in bus._live_states())
     gc.collect()
     assert seen[0] == 2000
     assert live_before > 0
@@ -438,7 +438,7 @@ async def test_stats_outlive_a_retired_state() -> None:
         for n in range(3):
             await bus.publish(A(n))
         await bus.drain()
-    assert sum(1 for _ in bus._states()) == 0  # retired when the dispatcher stopped
+    assert sum(1 for _ in bus._live_states()) == 0  # retired when the dispatcher stopped
     stats = bus.stats(A)
     assert (stats.accepted, stats.handled) == (3, 3)
     assert bus.stats()[A] == stats
@@ -564,7 +564,7 @@ async def test_a_failing_drain_at_exit_still_stops_the_workers(
     async def run_and_break() -> None:
         async with bus:
             await bus.publish(A(1))
-            monkeypatch.setattr(bus, "_quiet", broken)
+            monkeypatch.setattr(bus._life, "_quiet", broken)
 
     with anyio.fail_after(LIMIT):
         with pytest.raises(Broken):

@@ -41,7 +41,7 @@ OPS = st.one_of(
 
 
 def _problems(bus: Dispatcher) -> list[str]:
-    return [problem for state in bus._states() for problem in state.check()]
+    return [problem for state in bus._live_states() for problem in state.check()]
 
 
 @pytest.mark.parametrize(("backend", "options"), BACKENDS)

@@ -1,0 +1,60 @@
+"""The dispatcher-wide features that decide which paths events take (middleware,
+policy, context, dead letters of unmatched events, the slow-handler watchdog)."""
+
+from __future__ import annotations
+
+from ._authorization import Policy
+from ._middleware import PublishMiddleware
+
+
+class Features:
+    """What is switched on, and the three decisions it implies for every type."""
+
+    __slots__ = (
+        "dead_letter_unmatched",
+        "envelope_all",
+        "full_delivery",
+        "policy",
+        "propagate_context",
+        "publish_chain",
+        "slow_handler_threshold",
+        "slow_publish",
+    )
+
+    def __init__(
+        self,
+        policy: Policy | None,
+        propagate_context: bool,
+        dead_letter_unmatched: bool,
+        slow_handler_threshold: float | None,
+    ) -> None:
+        self.policy = policy
+        self.propagate_context = propagate_context
+        self.dead_letter_unmatched = dead_letter_unmatched
+        self.slow_handler_threshold = slow_handler_threshold
+        self.publish_chain: tuple[PublishMiddleware, ...] = ()
+        #: every event travels in an Envelope (its id, time, context)
+        self.envelope_all = False
+        #: every type needs the full delivery path
+        self.full_delivery = False
+        #: every publish takes the slow path (middleware, policy, envelope)
+        self.slow_publish = False
+
+    def use_publish_chain(self, chain: tuple[PublishMiddleware, ...]) -> None:
+        """Run *chain* on every event published from now on."""
+        self.publish_chain = chain
+
+    def use_context(self, propagate: bool) -> None:
+        """Run handlers in a copy of the publisher's context (or not)."""
+        self.propagate_context = propagate
+
+    def settle(self, handle_chain: bool) -> None:
+        """Decide the paths from the features in use (*handle_chain*: any handle
+        middleware installed)."""
+        self.envelope_all = handle_chain or self.propagate_context
+        self.full_delivery = (
+            handle_chain or self.dead_letter_unmatched or self.slow_handler_threshold is not None
+        )
+        self.slow_publish = (
+            bool(self.publish_chain) or self.policy is not None or self.envelope_all
+        )
