@@ -74,9 +74,6 @@ class WaitGraph:
         """Forget every wait (the run ended)."""
         self.edges.clear()
 
-    def __len__(self) -> int:
-        return sum(len(waits) for waits in self.edges.values())
-
 
 class Pool(Protocol):
     """What the escape needs of a worker pool."""
