@@ -10,7 +10,7 @@ import anyio.from_thread
 from ._errors import DispatcherClosed
 from ._publishing import Publisher
 from ._run import Run
-from ._slot import WorkerSlot, current_slot
+from ._slot import WorkerSlot, current_slot, current_thread_call
 
 
 class ThreadBridge:
@@ -20,7 +20,7 @@ class ThreadBridge:
     publish is that handler's: waiting for room in a full queue is its wait, which
     the deadlock escape sees (its worker task is suspended, holding the slot, until
     the thread returns), so a handler publishing into its own full queue lends its
-    slot instead of deadlocking the type.
+    slot - and its thread's place in the type's limit - instead of deadlocking the type.
     """
 
     def __init__(self, run: Run, publisher: Publisher) -> None:
@@ -47,8 +47,12 @@ class ThreadBridge:
             raise DispatcherClosed("the dispatcher's event loop has finished") from None
 
     def _handler_slot(self) -> WorkerSlot | None:
-        """The slot of the plain handler running in this thread, if it is one of ours."""
+        """The slot of the plain handler whose call runs in this thread, if it is one of
+        ours and its worker still waits for it (not a thread abandoned on a timeout)."""
         slot = current_slot.get()  # worker threads run in a copy of the worker's context
-        if slot is None or slot.pool is not self._run.pool or slot.pool is None:
+        call = current_thread_call.get()
+        if slot is None or call is None or slot.thread is not call:
+            return None
+        if slot.pool is not self._run.pool or slot.pool is None:
             return None
         return slot

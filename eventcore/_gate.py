@@ -41,11 +41,6 @@ class SlotGate:
         self.stopping = False
 
     @property
-    def free(self) -> bool:
-        """Whether a worker may take a slot now."""
-        return self.running < self.concurrency
-
-    @property
     def threads(self) -> int:
         """Worker threads of plain handlers still running (abandoned ones included)."""
         return 0 if self.limiter is None else self.limiter.borrowed_tokens

@@ -13,11 +13,22 @@ from ._envelope import NO_KEY
 from ._state import TypeState
 
 
-class WorkerSlot:
-    """One worker task: the type it serves now, whether it holds a slot there, and
-    the key whose events it handles."""
+class ThreadCall:
+    """A plain handler's call running in a worker thread: the token it holds in its
+    type's thread limiter (see ``_threads``)."""
 
-    __slots__ = ("bind", "holding", "key", "pool", "state", "task")
+    __slots__ = ("limiter", "token")
+
+    def __init__(self, limiter: anyio.CapacityLimiter, token: object) -> None:
+        self.limiter = limiter
+        self.token = token
+
+
+class WorkerSlot:
+    """One worker task: the type it serves now, whether it holds a slot there, the
+    key whose events it handles, and the thread its plain handler runs in."""
+
+    __slots__ = ("bind", "holding", "key", "pool", "state", "task", "thread")
 
     def __init__(self, pool: object) -> None:
         #: the worker pool it belongs to (compared by identity only)
@@ -28,12 +39,19 @@ class WorkerSlot:
         self.state: TypeState | None = None
         self.holding = False
         self.key: Any = NO_KEY
+        #: the call of a plain handler this worker awaits in a thread (None: none)
+        self.thread: ThreadCall | None = None
         #: makes this slot current inside a publisher's context (propagate_context)
         self.bind = _bind_slot(self)
 
 
 #: the slot of the worker whose handler runs in this context
 current_slot: ContextVar[WorkerSlot | None] = ContextVar("eventcore_worker_slot", default=None)
+
+#: the plain handler's call running in this worker thread
+current_thread_call: ContextVar[ThreadCall | None] = ContextVar(
+    "eventcore_thread_call", default=None
+)
 
 
 def _bind_slot(slot: WorkerSlot) -> Callable[[Context], None]:

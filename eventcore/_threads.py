@@ -22,7 +22,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._errors import InvalidHandler
-from ._slot import current_slot
+from ._slot import ThreadCall, current_slot, current_thread_call
 
 
 def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
@@ -33,8 +33,10 @@ def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
         slot = current_slot.get()
         limiter = None if slot is None or slot.state is None else slot.state.gate.thread_limiter()
         token = object()
+        thread_call = None
         if limiter is not None:
             await limiter.acquire_on_behalf_of(token)
+            thread_call = ThreadCall(limiter, token)
         claim = threading.Lock()
         claimed = [False]
 
@@ -47,6 +49,8 @@ def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
                 if claimed[0]:
                     return None  # cancelled before this thread started: never run
                 claimed[0] = True
+            # the thread's own copy of the context: publish_threadsafe finds the call
+            current_thread_call.set(thread_call)
             try:
                 result = handler(event)
                 if inspect.isawaitable(result):
@@ -65,6 +69,8 @@ def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
                     except Exception:  # the event loop is gone: nothing to release
                         pass
 
+        if slot is not None:
+            slot.thread = thread_call  # the worker waits for this thread from now on
         try:
             return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except BaseException:
@@ -74,6 +80,9 @@ def in_thread(handler: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
             if unstarted:
                 release()
             raise
+        finally:
+            if slot is not None and slot.thread is thread_call:
+                slot.thread = None  # a thread abandoned on a timeout is no longer its call
 
     return call
 

@@ -32,12 +32,14 @@ from ._state import TypeState
 class Wait:
     """One handler waiting: its worker slot, its type, and what it waits on."""
 
-    __slots__ = ("lending", "origin", "slot", "target")
+    __slots__ = ("lending", "origin", "slot", "target", "thread")
 
     def __init__(self, slot: WorkerSlot, origin: TypeState, target: TypeState) -> None:
         self.slot = slot
         self.origin = origin
         self.target = target
+        #: the waiting handler's thread (a plain handler publishing from it), if any
+        self.thread = slot.thread
         #: whether the handler gave its slot away for the rest of the wait
         self.lending = False
 
@@ -71,9 +73,6 @@ class WaitGraph:
     def clear(self) -> None:
         """Forget every wait (the run ended)."""
         self.edges.clear()
-
-    def __len__(self) -> int:
-        return sum(len(waits) for waits in self.edges.values())
 
 
 class Pool(Protocol):
@@ -127,9 +126,11 @@ async def end_wait(pool: Pool | None, wait: Wait | None) -> None:
     if not wait.lending:
         return
     wanted = wait.origin.reclaim()
-    if wanted is not None:
-        with anyio.CancelScope(shield=True):
+    with anyio.CancelScope(shield=True):
+        if wanted is not None:
             await wanted.wait()
+        if wait.thread is not None:  # its thread's place in the limit, too
+            await wait.thread.limiter.acquire_on_behalf_of(wait.thread.token)
     wait.slot.holding = True
 
 
@@ -142,6 +143,8 @@ def _lend(pool: Pool, wait: Wait) -> None:
     state.let_go(slot.key)
     slot.key = NO_KEY
     state.lend()
+    if wait.thread is not None:  # a plain handler's thread, blocked: its place too
+        wait.thread.limiter.release_on_behalf_of(wait.thread.token)
     pool.kick(state)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._delivery import Delivery, Reporter, is_own_cancellation
+from ._delivery import Delivery, Reporter, handler_failure
 from ._envelope import NO_KEY, Envelope, HandlerResult
 from ._slot import WorkerSlot, current_slot
 from ._state import TypeState
@@ -192,7 +192,6 @@ class WorkerPool:
         gate = state.gate
         counts = state.counts
         reporter = self.reporter
-        cancelled = self.cancelled
         item = _NOTHING
         try:
             while True:
@@ -223,28 +222,20 @@ class WorkerPool:
                 elif (call := plan.single) is not None:  # one subscription, no filter
                     try:
                         await call(item)
-                    except Exception as exc:
+                    except BaseException as exc:
+                        failure = handler_failure(exc)  # or raised again
                         counts.fail()
-                        reporter.handler_failed(item, plan.handler_of(call), exc)
-                    except cancelled as exc:
-                        if is_own_cancellation():
-                            raise
-                        counts.fail()
-                        reporter.handler_failed(item, plan.handler_of(call), exc)
+                        reporter.handler_failed(item, plan.handler_of(call), failure)
                 elif (awaits := plan.awaits) is not None:  # no filters: the shortest loop
                     for call in awaits:
                         if gate.stopping:
                             return  # no handler starts after the shutdown deadline
                         try:
                             await call(item)
-                        except Exception as exc:
+                        except BaseException as exc:
+                            failure = handler_failure(exc)  # or raised again
                             counts.fail()
-                            reporter.handler_failed(item, plan.handler_of(call), exc)
-                        except cancelled as exc:
-                            if is_own_cancellation():
-                                raise
-                            counts.fail()
-                            reporter.handler_failed(item, plan.handler_of(call), exc)
+                            reporter.handler_failed(item, plan.handler_of(call), failure)
                 else:
                     for call, accepts, handler in plan.entries:
                         if gate.stopping:
@@ -252,14 +243,10 @@ class WorkerPool:
                         try:
                             if accepts is None or accepts(item):
                                 await call(item)
-                        except Exception as exc:
+                        except BaseException as exc:
+                            failure = handler_failure(exc)  # or raised again
                             counts.fail()
-                            reporter.handler_failed(item, handler, exc)
-                        except cancelled as exc:
-                            if is_own_cancellation():
-                                raise
-                            counts.fail()
-                            reporter.handler_failed(item, handler, exc)
+                            reporter.handler_failed(item, handler, failure)
                 counts.handled += 1  # inline: see tests/test_state_fields.py
                 item = _NOTHING
         finally:
@@ -291,14 +278,9 @@ class WorkerPool:
                     continue
             try:
                 results.append(HandlerResult(handler, await call(event)))
-            except Exception as exc:
-                failure: BaseException = exc
-            except self.cancelled as exc:
-                if is_own_cancellation():
-                    raise
-                failure = exc
-            else:
                 continue
+            except BaseException as exc:
+                failure = handler_failure(exc)  # or raised again
             counts.fail()
             reporter.handler_failed(event, handler, failure, 1, envelope.id)
             results.append(HandlerResult(handler, exception=failure))

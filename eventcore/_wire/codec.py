@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal, Protocol, Union
 
 import msgspec
 
@@ -28,8 +28,26 @@ from .ids import new_event_id_and_time
 from .kinds import SUPPORTED, Kind, kind_of
 from .names import EventName, EventNames
 
-if TYPE_CHECKING:
-    from .._dispatcher import Dispatcher
+
+class _KeyedConfig(Protocol):
+    @property
+    def key(self) -> Callable[[Any], Hashable] | None:
+        """The type's key function."""
+        ...
+
+
+class _Names(Protocol):
+    """What :meth:`Codec.for_dispatcher` reads of a dispatcher."""
+
+    @property
+    def names(self) -> EventNames:
+        """The dispatcher's registry of event names."""
+        ...
+
+    def config(self, event_type: type) -> _KeyedConfig:
+        """The settings in force for *event_type*."""
+        ...
+
 
 DEFAULT_MAX_SIZE = 1024 * 1024
 """1 MiB: NATS's default ``max_payload``."""
@@ -103,7 +121,7 @@ class Codec:
 
     @classmethod
     def for_dispatcher(
-        cls, bus: Dispatcher, *, format: Format = "json", max_size: int = DEFAULT_MAX_SIZE
+        cls, bus: _Names, *, format: Format = "json", max_size: int = DEFAULT_MAX_SIZE
     ) -> Codec:
         """A codec over *bus*'s names that writes each type's ``key`` as configured."""
         return cls(bus.names, format=format, max_size=max_size, keys=lambda t: bus.config(t).key)
