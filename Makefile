@@ -88,12 +88,13 @@ fuzz: $(STAMP)
 # for MINUTES (default 2), sampling the process each second; fails on growth, a lost
 # event or a broken counter identity. Report and plot in soak/out/.
 MINUTES ?= 2
+SOAK_OUT ?= soak/out
 $(VENV)/.soak-installed: $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet --group soak
 	touch $@
 
 soak: $(VENV)/.soak-installed
-	$(BIN)/python -m soak --minutes $(MINUTES)
+	$(BIN)/python -m soak --minutes $(MINUTES) --out $(SOAK_OUT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
