@@ -1,5 +1,6 @@
 """Write the seed corpus (``python -m fuzz.seeds``): valid inputs of every target, so the
-fuzzer starts inside each format instead of at random bytes. The output is committed."""
+fuzzer starts inside each format instead of at random bytes. The output is committed,
+beside the inputs a long run kept (copied from ``fuzz/out/<target>/corpus``)."""
 
 from __future__ import annotations
 
