@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 import re
 import typing
 from collections.abc import Callable, MutableMapping
@@ -42,8 +41,6 @@ from eventcore.wire import (
 from eventcore.wire import Envelope as Envelope
 
 from ._input import Input
-
-logging.getLogger("eventcore").setLevel(logging.CRITICAL)  # no warning per input
 
 # -- one event type of each kind the codec supports ---------------------------------
 
