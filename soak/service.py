@@ -371,7 +371,7 @@ async def settle(args: argparse.Namespace, ledger: Ledger, sampler: Sampler) -> 
         await start(stack, bus, deadline)
         while time.monotonic() < deadline:
             await bus.drain()
-            await anyio.to_thread.run_sync(follow_workers, ledger, Path(args.out))
+            follow_workers(ledger, Path(args.out))
             if not ledger.lost():
                 break
             await anyio.sleep(0.5)
@@ -387,9 +387,10 @@ def follow_workers(ledger: Ledger, folder: Path) -> None:
 
 
 async def keep_books(ledger: Ledger, folder: Path) -> None:
-    """Once a second, for the life of the service: the workers' journals, the expiry."""
+    """Once a second, for the life of the service: the workers' journals, the expiry
+    (in the event loop's thread, as every other change of the ledger)."""
     while True:
-        await anyio.to_thread.run_sync(follow_workers, ledger, folder)
+        follow_workers(ledger, folder)
         await anyio.sleep(1.0)
 
 
