@@ -2,7 +2,8 @@
 
 Each target runs in a process of its own, its new inputs kept in
 ``OUT/<target>/corpus`` (the committed seeds in ``fuzz/corpus/<target>`` are read,
-never written), a crashing input saved as ``OUT/<target>/crash-*``. Writes
+never written), a crashing input saved as ``OUT/<target>/crash-*``; a libFuzzer
+dictionary of the target's tokens is read from ``fuzz/dicts/<target>.dict``. Writes
 ``OUT/summary.json`` (executions, coverage, corpus size, crashes per target)
 and exits 1 when any target crashed.
 """
@@ -57,6 +58,9 @@ def run_target(target: str, seconds: float, out: Path, max_len: int = 4096) -> O
         f"-artifact_prefix={folder}/", "-timeout=20", "-rss_limit_mb=3072",
         f"-max_len={max_len}", str(corpus), str(HERE / "corpus" / target),
     ]  # fmt: skip
+    words = HERE / "dicts" / f"{target}.dict"
+    if words.exists():
+        argv.insert(5, f"-dict={words}")
     started = time.monotonic()
     with log.open("wb") as sink:
         code = subprocess.call(argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
