@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from eventcore.catalog import FORMATS, render
+
 from .targets import (
     CODECS,
     AttrsEvent,
@@ -109,6 +111,14 @@ def _catalog() -> Iterator[bytes]:
     yield bytes(range(256))
 
 
+def _committed() -> Iterator[bytes]:
+    from .targets import CHECK_BUS
+
+    for index, format in enumerate(FORMATS):
+        yield bytes([index]) + render(CHECK_BUS, format).encode()  # up to date
+    yield b"\x00" + b'{"asyncapi": "3.0.0", \xff\xfe}'  # found by the fuzzer: not UTF-8
+
+
 SEEDS = {
     "envelope_json": lambda: _envelopes("json"),
     "envelope_msgpack": lambda: _envelopes("msgpack"),
@@ -118,6 +128,7 @@ SEEDS = {
     "dashboard_http": _raw_http,
     "dashboard_asgi": _asgi,
     "catalog": _catalog,
+    "catalog_check": _committed,
 }
 
 

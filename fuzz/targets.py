@@ -7,12 +7,16 @@ Each target is a plain function, so the committed seeds replay without atheris
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import io
 import json
 import re
+import tempfile
 import typing
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,6 +25,7 @@ import msgspec
 import pydantic
 
 from eventcore import Dispatcher, EventcoreError, Overflow, Retry
+from eventcore.__main__ import main as cli
 from eventcore.catalog import FORMATS, render
 from eventcore.dashboard import Dashboard
 from eventcore.dashboard._core import Request
@@ -371,16 +376,33 @@ _FIELD_TYPES: tuple[Any, ...] = (int, str, float, bool, bytes, datetime, list[in
 _ALLOWED_SETUP = (EventcoreError, ValueError, TypeError)
 
 
-def _event_class(given: Input, index: int) -> type:
-    fields = [
+def _event_class(given: Input, index: int, earlier: list[type]) -> type:
+    """A class of one of the kinds the wire supports (or none), sometimes a subclass."""
+    fields: list[tuple[str, Any]] = [
         (f"f{i}_{re.sub(r'[^a-z0-9_]', '', given.text(8))}", given.pick(_FIELD_TYPES))
         for i in range(given.byte() % 4)
     ]
-    cls = dataclasses.make_dataclass(f"E{index}", fields)
-    cls.__qualname__ = given.unicode(32) or cls.__qualname__
+    kind = given.byte() % 6
+    name = f"E{index}"
+    cls: Any
+    if kind == 1:
+        typed_dict: Any = typing.TypedDict
+        cls = typed_dict(name, dict(fields))
+    elif kind == 2:
+        cls = msgspec.defstruct(name, [(n, t if t is not object else Any) for n, t in fields])
+    elif kind == 3:
+        model_fields: Any = {n: (t if t is not object else Any, ...) for n, t in fields}
+        cls = pydantic.create_model(name, **model_fields)
+    elif kind == 4:
+        cls = attrs.make_class(name, [n for n, _ in fields])
+    elif kind == 5 and earlier and dataclasses.is_dataclass(earlier[-1]):
+        cls = dataclasses.make_dataclass(name, fields, bases=(earlier[-1],))
+    else:
+        cls = dataclasses.make_dataclass(name, fields)
+    cls.__qualname__ = given.unicode(32) or name
     cls.__module__ = given.unicode(32) or "fuzz"
     cls.__doc__ = given.unicode(64) if given.flag() else None
-    return cls
+    return cls  # type: ignore[no-any-return]
 
 
 def _handler(given: Input) -> Callable[[Any], Any]:
@@ -394,8 +416,13 @@ def _handler(given: Input) -> Callable[[Any], Any]:
 
 def _build_bus(given: Input) -> Dispatcher:
     bus = Dispatcher()
+    made: list[type] = []
     for index in range(1 + given.byte() % 4):
-        cls = _event_class(given, index)
+        try:
+            cls = _event_class(given, index, made)
+        except (TypeError, ValueError, pydantic.PydanticUserError):
+            continue  # a combination a library refuses to build: not eventcore's
+        made.append(cls)
         try:
             if given.flag():
                 bus.register(cls, name=given.text(40), version=1 + given.byte() % 3)
@@ -425,6 +452,34 @@ def catalog(data: bytes) -> None:
             json.loads(text)
 
 
+def _check_bus() -> Dispatcher:
+    bus = Dispatcher()
+    for cls in KINDS:
+        bus.register(cls, name=None if cls is not TypedDictEvent else "fuzz.typeddict")
+        bus.subscribe(cls, _ignore)
+    return bus
+
+
+CHECK_BUS = _check_bus()
+_SCRATCH = tempfile.TemporaryDirectory(prefix="eventcore-fuzz-")
+
+
+def catalog_check(data: bytes) -> None:
+    """``eventcore catalog --check`` against a committed file of any bytes."""
+    given = Input(data)
+    format = given.pick(FORMATS)
+    committed = Path(_SCRATCH.name) / "catalog"
+    committed.write_bytes(given.rest())
+    argv = ["catalog", "fuzz.targets:CHECK_BUS", "--format", format, "--check", str(committed)]
+    code: object = 0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            cli(argv)
+        except SystemExit as exc:
+            code = exc.code
+    assert code in (0, 1), code  # up to date, or out of date with the diff
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "envelope_json": envelope_json,
     "envelope_msgpack": envelope_msgpack,
@@ -434,4 +489,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "dashboard_http": dashboard_http,
     "dashboard_asgi": dashboard_asgi,
     "catalog": catalog,
+    "catalog_check": catalog_check,
 }
