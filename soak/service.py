@@ -257,7 +257,8 @@ class Sampler:
     def retire(self, bus: Dispatcher) -> None:
         """Add a finished dispatcher's counters to the totals."""
         for name, value in _totals(bus).items():
-            self.before[name] = self.before.get(name, 0) + value
+            if name not in _GAUGES:
+                self.before[name] = self.before.get(name, 0) + value
 
     def sample(self) -> dict[str, Any]:
         bus = self.bus
@@ -288,6 +289,10 @@ class Sampler:
 
 _COUNTERS = ("accepted", "handled", "failed", "dropped", "refused", "evicted", "abandoned",
              "queued", "in_flight")  # fmt: skip
+
+
+#: figures of the moment, not carried over from one dispatcher to the next
+_GAUGES = ("queued", "in_flight", "broker_pending")
 
 
 def _totals(bus: Dispatcher) -> dict[str, int]:
