@@ -196,17 +196,8 @@ def write_report(out: Path, results: list[dict[str, Any]], minutes: float) -> st
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the soak; 0 when every backend passed."""
-    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
-    parser.add_argument("--minutes", type=float, default=2.0)
-    parser.add_argument("--backends", default="memory,nats,redis")
-    parser.add_argument("--out", type=Path, default=HERE / "out")
-    parser.add_argument("--life", type=float, default=40.0, help="seconds between restarts")
-    args = parser.parse_args(argv)
-    args.feed = max(30.0, args.minutes * 60 - SETTLE)
-    args.out.mkdir(parents=True, exist_ok=True)
-    names = [n for n in args.backends.split(",") if n]
+def run(args: argparse.Namespace, names: list[str]) -> list[Backend]:
+    """Start every backend, inject the faults until the services end, stop everything."""
     backends: list[Backend] = []
     with tempfile.TemporaryDirectory(prefix="eventcore-soak-") as scratch:
         try:
@@ -220,6 +211,37 @@ def main(argv: list[str] | None = None) -> int:
                 backend.kill_worker(-1)
                 if backend.server is not None:
                     backend.server.stop(kill=True)
+    return backends
+
+
+def finished(out: Path, names: list[str]) -> list[Backend]:
+    """The backends of a run already in *out* (``--rejudge``), with the faults it reported."""
+    report = out / "report.json"
+    faults = (
+        {r["backend"]: r["faults"] for r in json.loads(report.read_text())}
+        if report.exists()
+        else {}
+    )
+    return [
+        Backend(name, out / name, faults=[tuple(f) for f in faults.get(name, [])])
+        for name in names
+        if (out / name).is_dir()
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the soak; 0 when every backend passed."""
+    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--backends", default="memory,nats,redis")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--life", type=float, default=40.0, help="seconds between restarts")
+    parser.add_argument("--rejudge", action="store_true", help="judge the run in --out again")
+    args = parser.parse_args(argv)
+    args.feed = max(30.0, args.minutes * 60 - SETTLE)
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = [n for n in args.backends.split(",") if n]
+    backends = finished(args.out, names) if args.rejudge else run(args, names)
     results = [judge_backend(b, args.feed) for b in backends]
     print(write_report(args.out, results, args.minutes))
     try:

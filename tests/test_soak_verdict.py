@@ -52,3 +52,15 @@ def test_a_steady_leak_grows() -> None:
 def test_a_slow_fd_leak_grows() -> None:
     values = [9.0 + t // 120 for t in SECONDS]  # one descriptor every two minutes
     assert judge("fds", SECONDS, values).grows
+
+
+def test_the_leak_the_soak_found_grows() -> None:
+    # a few KiB kept per dispatcher restart: 0.15 MiB a minute, under a shared machine's noise
+    values = [42.5 + 0.0025 * t + v for t, v in zip(SECONDS, noisy(0.0, 0.3), strict=True)]
+    assert judge("rss_mib", SECONDS, values).grows
+
+
+def test_a_fast_leak_grows_within_two_minutes() -> None:
+    seconds = [float(t) for t in range(90)]  # the CI soak's 90 s of traffic
+    values = [26.0 + 8.0 * t / 60 for t in seconds]
+    assert judge("rss_mib", seconds, values).grows
