@@ -5,8 +5,8 @@ over the last half of the run is a Theil-Sen estimate (the median of the slopes
 between pairs of samples, which a few spikes cannot move), and a figure grows
 only when both that slope, carried over the last half, and the level at the
 end (a median) exceed the first minute's range by the figure's tolerance (the
-first third, for a run shorter than three minutes). The tolerances catch a leak of
-0.15 MiB a minute (a few KiB per dispatcher restart) in half an hour.
+first third, for a run shorter than three minutes). The tolerances catch a growth
+of 0.15 MiB a minute in half an hour.
 """
 
 from __future__ import annotations
