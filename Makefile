@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
+.PHONY: demo demo-nats fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,24 @@ bench-nats: $(VENV)/.bench-installed
 # Redis at 127.0.0.1:6379 or EVENTCORE_REDIS_URL): bench/out/redis.json.
 bench-redis: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.redis_transport
+
+# Coverage-guided fuzzing under atheris (fuzz/): FUZZ_SECONDS for all targets together
+# (default 10 min); new inputs and crashes in fuzz/out/, the figures in fuzz/out/summary.json.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz --total $(FUZZ_SECONDS)
+
+# The demo's service on memory, NATS and Redis (private servers) under scheduled faults
+# for MINUTES (default 2), sampling the process each second; fails on growth, a lost
+# event or a broken counter identity. Report and plot in soak/out/.
+MINUTES ?= 2
+SOAK_OUT ?= soak/out
+$(VENV)/.soak-installed: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --group soak
+	touch $@
+
+soak: $(VENV)/.soak-installed
+	$(BIN)/python -m soak --minutes $(MINUTES) --out $(SOAK_OUT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist

@@ -170,7 +170,8 @@ def _catalog(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         text = catalog.render(bus, args.format)
     if args.check is not None:
         path = Path(args.check)
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        # a committed file that is not UTF-8 is out of date too (replaced bytes show in the diff)
+        old = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
         if old != text:
             sys.stderr.writelines(
                 difflib.unified_diff(

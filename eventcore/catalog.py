@@ -67,9 +67,17 @@ def entries(bus: Dispatcher) -> list[CatalogEntry]:
             fallback = re.sub(r"[^A-Za-z0-9_.-]", "_", default_name(event_type))
             entry = EventName(fallback, 1, event_type, defaulted=True)
             problem = f"{exc}: register it with an explicit name"
-        receivers = tuple(s for s in subs if issubclass(event_type, s.event_type))
+        receivers = tuple(s for s in subs if _receives(event_type, s.event_type))
         out.append(CatalogEntry(entry, bus.config(event_type), receivers, problem))
     return sorted(out, key=lambda c: c.entry.name)
+
+
+def _receives(event_type: type, subscribed: type) -> bool:
+    """Whether a subscription to *subscribed* receives *event_type* (itself or a subclass)."""
+    try:
+        return issubclass(event_type, subscribed)
+    except TypeError:  # a TypedDict refuses class checks: its own subscriptions only
+        return event_type is subscribed
 
 
 def _path(obj: object) -> str:

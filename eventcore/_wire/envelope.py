@@ -17,6 +17,7 @@ so headers can be added without breaking older consumers.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any
@@ -60,15 +61,23 @@ def envelope_class(entry: EventName, kind: Kind) -> type[Envelope]:
     """The envelope of one event type: tagged with its name, typed with its class.
 
     A pydantic model travels as raw JSON (or MessagePack) that the model itself
-    encodes and validates.
+    encodes and validates. One class per name, type and kind, shared by every
+    codec: typing and msgspec cache unions of these classes for the life of the
+    process, so a class per codec kept every codec's classes alive (found by the
+    soak: a dispatcher restarted with a broker transport grew each time).
     """
-    payload: Any = msgspec.Raw if kind is Kind.PYDANTIC else entry.event_type
+    return _envelope_class(entry.name, entry.event_type, kind)
+
+
+@functools.lru_cache(maxsize=1024)
+def _envelope_class(name: str, event_type: type, kind: Kind) -> type[Envelope]:
+    payload: Any = msgspec.Raw if kind is Kind.PYDANTIC else event_type
     cls: Any = msgspec.defstruct(
-        f"Envelope[{entry.name}]",
+        f"Envelope[{name}]",
         [("event", payload, msgspec.field(name="data"))],
         bases=(Envelope,),
         tag_field="type",
-        tag=entry.name,
+        tag=name,
         frozen=True,
         gc=False,
         omit_defaults=True,

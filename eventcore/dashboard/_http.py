@@ -232,7 +232,7 @@ async def _action(dashboard: Dashboard, request: Request) -> Reply:
     try:
         body = json.loads(request.body)
         action, target = str(body["action"]), str(body["target"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # nested too deep: refused too
         return _text(400, 'an action is {"action": ..., "target": ...}')
     status, answer = await dashboard.act(action, target)
     return _json(status, answer)

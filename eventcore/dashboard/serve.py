@@ -73,7 +73,11 @@ async def _exchange(dashboard: Dashboard, stream: anyio.abc.SocketStream) -> Non
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    size = int(headers.get("content-length", "0") or 0)
+    length = headers.get("content-length", "0") or "0"
+    if not (length.isascii() and length.isdigit()):
+        await _send(stream, _text(400, f"a bad Content-Length: {length[:40]!r}"))
+        return
+    size = int(length) if len(length) <= 12 else MAX_BODY + 1  # digits: never negative
     if size > MAX_BODY:
         await _send(stream, _text(413, "the body is too large"))
         return
@@ -81,7 +85,11 @@ async def _exchange(dashboard: Dashboard, stream: anyio.abc.SocketStream) -> Non
         while len(body) < size:
             body += await stream.receive()
     client = stream.extra(anyio.abc.SocketAttribute.remote_address)
-    path = unquote(urlsplit(target).path) or "/"
+    try:
+        path = unquote(urlsplit(target).path) or "/"
+    except ValueError:  # e.g. a bracket that opens no IPv6 address: //[x
+        await _send(stream, _text(400, "a bad request target"))
+        return
     request = Request(method.upper(), path, headers, str(client[0]), body[:size])
     answer = await handle(dashboard, request)
     if isinstance(answer, Reply):

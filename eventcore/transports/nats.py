@@ -561,7 +561,14 @@ class NatsTransport:
         """
         route = self._routes.get(event_type)
         if route is None or not route.stream_ready:
-            route = await self._route(event_type)
+            try:
+                route = await self._route(event_type)
+            except nats.errors.Error as exc:  # JetStream (re)starting: no room for now
+                raise QueueFull(
+                    f"JetStream cannot check the stream of {event_type.__qualname__} now "
+                    f"({type(exc).__name__}: restarting?)",
+                    event_type,
+                ) from exc
         nc, codec = self._nc, self._codec
         assert nc is not None
         assert codec is not None

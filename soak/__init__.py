@@ -1,0 +1,10 @@
+"""A soak under faults (``make soak MINUTES=N``): the demo's service shape on memory, NATS
+and Redis, faults on a schedule, the process sampled each second.
+
+- ``events``: the service's event types and their settings (the demo's policies)
+- ``service``: one service process (``python -m soak.service``): feeds, handlers,
+  its own faults, a sampler, the ledger of accepted events; or a bare worker
+- ``verdict``: what counts as growth, a lost event or a broken identity
+- ``plot``: the samples as a PNG
+- ``__main__``: private brokers, the processes, the broker and worker faults, the report
+"""
