@@ -38,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a simulated shop service: one event type per overflow policy.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    demo.add_argument("--seconds", type=float, default=6.0, help="how long the publishers run")
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="how long the publishers run (in a terminal the dashboard stays up after "
+        "the summary until Ctrl-C)",
+    )
     demo.add_argument(
         "--backend", choices=("asyncio", "uvloop", "trio"), default="asyncio", help="event loop"
     )
@@ -120,11 +126,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     backend, options = _backend(args.backend)
     live = False if args.plain else None
     port = None if args.no_dashboard else args.port
-    anyio.run(
-        lambda: run_demo(args.seconds, live=live, dashboard_port=port),
-        backend=backend,
-        backend_options=options,
-    )
+    try:
+        anyio.run(
+            lambda: run_demo(args.seconds, live=live, dashboard_port=port),
+            backend=backend,
+            backend_options=options,
+        )
+    except KeyboardInterrupt:
+        print("\nstopped")
 
 
 def _top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
