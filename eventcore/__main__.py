@@ -75,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="an extra request header (repeatable)",
     )
-    top.add_argument("--once", action="store_true", help="print one table and exit")
+    top.add_argument(
+        "--once",
+        action="store_true",
+        help="print one table and exit (two samples a second apart: true rates)",
+    )
     catalog = commands.add_parser(
         "catalog",
         help="write the AsyncAPI / JSON Schema / Markdown catalog of a dispatcher",
@@ -142,14 +146,14 @@ def _top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     try:
         from rich.console import Console
 
-        from .dashboard.top import auth_headers, run_top, snapshot, table
+        from .dashboard.top import auth_headers, run_top, snapshot_once, table
     except ImportError:
-        parser.error("eventcore top needs rich: pip install 'eventcore[dashboard]'")
+        parser.error("eventcore top needs rich: pip install 'eventcore-py[dashboard]'")
     password = os.environ.get("EVENTCORE_DASHBOARD_PASSWORD")
     headers = auth_headers(args.user, password, args.header)
     try:
         if args.once:
-            answer = snapshot(args.url, headers)
+            answer = snapshot_once(args.url, headers)
             Console().print(table(answer["sample"], args.sort, args.url, len(answer["letters"])))
         else:
             anyio.run(lambda: run_top(args.url, headers, sort=args.sort))
@@ -179,7 +183,13 @@ def _catalog(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         text = catalog.render(bus, args.format)
     if args.check is not None:
         path = Path(args.check)
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        if not path.is_file():
+            sys.stderr.write(
+                f"{path}: not found; write the catalog of {args.target} with "
+                f"eventcore catalog {args.target} --format {args.format} -o {path}\n"
+            )
+            raise SystemExit(1)
+        old = path.read_text(encoding="utf-8")
         if old != text:
             sys.stderr.writelines(
                 difflib.unified_diff(
