@@ -346,6 +346,42 @@ async def test_dead_letters_are_kept_redacted_replayed_and_discarded() -> None:
             assert gone.status_code == 404
 
 
+async def test_a_flood_of_one_kind_of_dead_letter_does_not_hide_another() -> None:
+    """Grouped by type and reason: the failures first, each group's count since start
+    and its newest letter, also once the recent list holds only the flood."""
+
+    @dataclass(frozen=True)
+    class Reading:
+        n: int
+
+    bus, _ = make_bus(dead_letter_unmatched=True)
+    dashboard = Dashboard(bus, allow_actions=True, dead_letters=5)
+    async with bus, dashboard:
+        await bus.publish(Tick(1, fail=True))
+        await bus.drain()
+        for n in range(50):
+            await bus.publish(Reading(n))  # no subscriber: dead-lettered as unmatched
+        await bus.drain()
+        reading = Reading.__qualname__  # as the dashboard names a type
+        assert {letter["type"] for letter in dashboard.letter_list()} == {reading}
+        failed, flood = dashboard.letter_groups()
+        assert (failed["type"], failed["reason"], failed["count"]) == ("Tick", "handler_failed", 1)
+        assert failed["latest"]["error"] == "ValueError"
+        assert (flood["type"], flood["reason"], flood["count"]) == (reading, "unmatched", 50)
+        assert dashboard.hello()["letter_groups"] == dashboard.letter_groups()
+        async with client_for(dashboard) as http:
+            snapshot = (await http.get("/snapshot.json")).json()
+            assert snapshot["letter_groups"] == dashboard.letter_groups()
+            headers = {**ORIGIN, "x-csrf-token": dashboard.csrf_token}
+            target = str(failed["latest"]["id"])  # flooded out of the list, still kept
+            discard = await http.post(
+                "/action", json={"action": "discard", "target": target}, headers=headers
+            )
+            assert discard.status_code == 200
+        failed = dashboard.letter_groups()[0]
+        assert (failed["count"], failed["latest"]) == (1, None)  # counted, no longer kept
+
+
 async def test_payloads_are_shown_only_when_asked() -> None:
     bus, _ = make_bus()
     dashboard = Dashboard(bus, show_payloads=True)
