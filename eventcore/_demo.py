@@ -183,10 +183,7 @@ async def _payments(bus: Dispatcher, report: DemoReport, seconds: float) -> None
 COLUMNS = ("type", "policy", "queued", "peak", "busy", "handled", "shed", "failed")
 """The live table's columns, narrow enough for an 80-column terminal (see CAPTION)."""
 
-CAPTION = (
-    "queued, busy: now/limit · peak: most queued · "
-    "shed: dropped, evicted or refused, as the policy says"
-)
+CAPTION = "queued, busy: now/limit · shed: dropped, evicted or refused"
 
 
 def rows(bus: Dispatcher, report: DemoReport) -> list[tuple[str, ...]]:
