@@ -60,14 +60,14 @@ def test_the_live_table_is_legible_at_80_columns() -> None:
     as long as a 10-minute run makes them."""
     from rich.console import Console
 
-    data = [
+    data: list[tuple[str, ...]] = [
         (event_type.__name__, overflow.name, f"{size}/{size}", str(size), f"{limit}/{limit}",
          "9999999", "999999", "99999")
         for event_type, (overflow, size, limit, _) in POLICIES.items()
     ]  # fmt: skip
-    console = Console(width=80, file=io.StringIO(), color_system=None)
-    console.print(_table("live  t=600.0s", data))
-    text = console.file.getvalue()  # type: ignore[attr-defined]
+    screen = io.StringIO()
+    Console(width=80, file=screen, color_system=None).print(_table("live  t=600.0s", data))
+    text = screen.getvalue()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
     lines = text.splitlines()

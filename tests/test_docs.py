@@ -79,6 +79,16 @@ def test_the_readme_is_a_landing_page() -> None:
     assert not re.search(r"pip install [\"']?eventcore[\[\s\"']", readme), "the old PyPI name"
 
 
+def test_the_readme_s_links_lead_somewhere() -> None:
+    """GitHub renders the README, not the site: its relative links name files that exist."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert local
+    missing = [target for target in local if not (ROOT / target).exists()]
+    assert missing == []
+
+
 def test_the_documented_distribution_name_is_the_project_s() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^name = "eventcore-py"$', pyproject, re.MULTILINE)
