@@ -302,8 +302,13 @@ async def _dashboard(bus: Dispatcher, port: int | None) -> AsyncIterator[str | N
     from .dashboard import Dashboard
     from .dashboard.serve import serve
 
-    logging.getLogger("eventcore.dashboard").setLevel(logging.ERROR)  # loopback only: said
-    dashboard = Dashboard(bus, interval=0.5)
+    logger = logging.getLogger("eventcore.dashboard")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warning about no auth=: loopback only, said above
+    try:
+        dashboard = Dashboard(bus, interval=0.5)
+    finally:
+        logger.setLevel(level)  # the caller's logging as it was (tests, an app)
     async with dashboard, anyio.create_task_group() as server:
         url = await server.start(serve, dashboard, "127.0.0.1", port)
         try:

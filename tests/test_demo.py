@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 
 import anyio
@@ -106,3 +107,14 @@ def test_piped_the_demo_ends_by_itself(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "dashboard: http://127.0.0.1:" in out
     assert "press Ctrl-C" not in out
+
+
+def test_the_demo_leaves_the_dashboard_logger_as_it_was(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Regression: serving its dashboard, the demo set the ``eventcore.dashboard`` logger
+    to ERROR for good, silencing the warnings of later dashboards in the process."""
+    logger = logging.getLogger("eventcore.dashboard")
+    before = logger.level
+    main(["demo", "--seconds", "0.3", "--plain"])
+    assert logger.level == before
