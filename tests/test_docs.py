@@ -108,12 +108,10 @@ def test_blocks_that_cross_a_broker_name_their_events() -> None:
         assert "@event(" in block.code or "register(" in block.code, block.id
 
 
-def test_the_layout_page_names_every_module_and_only_modules_that_exist() -> None:
-    """docs/explanations/layout.md stays true when modules are added, split or renamed."""
+def test_the_layout_page_names_only_paths_that_exist() -> None:
+    """docs/explanations/layout.md stays true when modules are split or renamed (the core's
+    modules, one row each, are in docs/ARCHITECTURE.md, checked by test_architecture)."""
     layout = (DOCS / "explanations" / "layout.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:eventcore|examples|tests|bench)/[\w/.]*)`", layout))
     assert named
     assert sorted(path for path in named if not (ROOT / path).exists()) == []
-    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "eventcore").glob("_*.py")}
-    modules -= {"eventcore/__init__.py", "eventcore/__main__.py", "eventcore/_version.py"}
-    assert sorted(modules - named) == [], "modules missing from docs/explanations/layout.md"
