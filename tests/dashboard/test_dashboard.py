@@ -109,12 +109,18 @@ async def test_latency_is_measured_only_while_someone_watches() -> None:
         events = await stream_events(dashboard, 2)
         assert [kind for kind, _ in events] == ["hello", "sample"]
         assert len(bus._delivery.handle_chain) == len(chain) + 1
+        # a viewer stays while events are handled (linger=0: without one the sampler
+        # could stop measuring before the handlers ran)
+        assert dashboard.join()
+        while dashboard._middleware is None:  # the sampler restarts, measuring again
+            await dashboard.next_sample()
         for n in range(50):
             await bus.publish(Tick(n))
         await bus.drain()
         row = dashboard.take_sample()["types"][tick_id()]
         assert row["p50"] is not None
         assert 0 <= row["p50"] <= row["p95"] <= row["p99"]
+        dashboard.leave()
         while dashboard._middleware is not None:  # the viewer left: the sampler stops
             await dashboard.next_sample()
         assert bus._delivery.handle_chain == chain
