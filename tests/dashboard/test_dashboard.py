@@ -100,6 +100,11 @@ async def test_a_sample_shows_each_figure_of_a_type() -> None:
         assert row["name"] == "Tick"
 
 
+def measuring(dashboard: Dashboard) -> bool:
+    """Whether the dashboard's latency middleware is installed."""
+    return dashboard._middleware is not None
+
+
 async def test_latency_is_measured_only_while_someone_watches() -> None:
     bus, _ = make_bus()
     dashboard = Dashboard(bus, interval=0.01, linger=0, heartbeat=0.01)
@@ -112,7 +117,7 @@ async def test_latency_is_measured_only_while_someone_watches() -> None:
         # a viewer stays while events are handled (linger=0: without one the sampler
         # could stop measuring before the handlers ran)
         assert dashboard.join()
-        while dashboard._middleware is None:  # the sampler restarts, measuring again
+        while not measuring(dashboard):  # the sampler restarts, measuring again
             await dashboard.next_sample()
         for n in range(50):
             await bus.publish(Tick(n))
@@ -121,7 +126,7 @@ async def test_latency_is_measured_only_while_someone_watches() -> None:
         assert row["p50"] is not None
         assert 0 <= row["p50"] <= row["p95"] <= row["p99"]
         dashboard.leave()
-        while dashboard._middleware is not None:  # the viewer left: the sampler stops
+        while measuring(dashboard):  # the viewer left: the sampler stops
             await dashboard.next_sample()
         assert bus._delivery.handle_chain == chain
 
