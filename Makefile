@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
+.PHONY: demo demo-nats demo-redis docs docs-serve fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[demo]" --group dev
 	touch $(STAMP)
 
+# `make demo SECONDS=60` runs the publishers longer (default 6); in a terminal the
+# dashboard stays up after the summary until Ctrl-C.
+SECONDS ?= 6
 demo: $(STAMP)
-	$(BIN)/python -m eventcore demo
+	$(BIN)/python -m eventcore demo --seconds $(SECONDS)
 
 # Scale-out on NATS JetStream: a FastAPI producer, two workers sharing the load (a
 # private nats-server is started when none answers on 127.0.0.1:4222).
 demo-nats: $(STAMP)
 	$(BIN)/python -m examples.nats_scaleout
+
+# The same on Redis Streams (the Redis at 127.0.0.1:6379, or EVENTCORE_REDIS_URL; a
+# private redis-server is started when none answers).
+demo-redis: $(STAMP)
+	$(BIN)/python -m examples.redis_scaleout
+
+# The documentation site (mkdocs-material, offline): site/index.html. Warnings fail it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The same, served with live reload on http://127.0.0.1:8000/
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 test: lint typecheck pytest perf-guard
 
@@ -97,4 +113,4 @@ soak: $(VENV)/.soak-installed
 	$(BIN)/python -m soak --minutes $(MINUTES) --out $(SOAK_OUT)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist site

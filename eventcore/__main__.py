@@ -38,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a simulated shop service: one event type per overflow policy.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    demo.add_argument("--seconds", type=float, default=6.0, help="how long the publishers run")
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="how long the publishers run (in a terminal the dashboard stays up after "
+        "the summary until Ctrl-C)",
+    )
     demo.add_argument(
         "--backend", choices=("asyncio", "uvloop", "trio"), default="asyncio", help="event loop"
     )
@@ -69,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="an extra request header (repeatable)",
     )
-    top.add_argument("--once", action="store_true", help="print one table and exit")
+    top.add_argument(
+        "--once",
+        action="store_true",
+        help="print one table and exit (two samples a second apart: true rates)",
+    )
     catalog = commands.add_parser(
         "catalog",
         help="write the AsyncAPI / JSON Schema / Markdown catalog of a dispatcher",
@@ -120,11 +130,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     backend, options = _backend(args.backend)
     live = False if args.plain else None
     port = None if args.no_dashboard else args.port
-    anyio.run(
-        lambda: run_demo(args.seconds, live=live, dashboard_port=port),
-        backend=backend,
-        backend_options=options,
-    )
+    try:
+        anyio.run(
+            lambda: run_demo(args.seconds, live=live, dashboard_port=port),
+            backend=backend,
+            backend_options=options,
+        )
+    except KeyboardInterrupt:
+        print("\nstopped")
 
 
 def _top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -133,14 +146,14 @@ def _top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     try:
         from rich.console import Console
 
-        from .dashboard.top import auth_headers, run_top, snapshot, table
+        from .dashboard.top import auth_headers, run_top, snapshot_once, table
     except ImportError:
-        parser.error("eventcore top needs rich: pip install 'eventcore[dashboard]'")
+        parser.error("eventcore top needs rich: pip install 'eventcore-py[dashboard]'")
     password = os.environ.get("EVENTCORE_DASHBOARD_PASSWORD")
     headers = auth_headers(args.user, password, args.header)
     try:
         if args.once:
-            answer = snapshot(args.url, headers)
+            answer = snapshot_once(args.url, headers)
             Console().print(table(answer["sample"], args.sort, args.url, len(answer["letters"])))
         else:
             anyio.run(lambda: run_top(args.url, headers, sort=args.sort))
@@ -170,8 +183,14 @@ def _catalog(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         text = catalog.render(bus, args.format)
     if args.check is not None:
         path = Path(args.check)
+        if not path.is_file():
+            sys.stderr.write(
+                f"{path}: not found; write the catalog of {args.target} with "
+                f"eventcore catalog {args.target} --format {args.format} -o {path}\n"
+            )
+            raise SystemExit(1)
         # a committed file that is not UTF-8 is out of date too (replaced bytes show in the diff)
-        old = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        old = path.read_text(encoding="utf-8", errors="replace")
         if old != text:
             sys.stderr.writelines(
                 difflib.unified_diff(

@@ -180,8 +180,10 @@ async def _payments(bus: Dispatcher, report: DemoReport, seconds: float) -> None
             await anyio.sleep(0.01)
 
 
-COLUMNS = ("type", "policy", "queue", "conc", "queued", "peak", "in flight", "handled",
-           "dropped", "evicted", "refused", "failed")  # fmt: skip
+COLUMNS = ("type", "policy", "queued", "peak", "busy", "handled", "shed", "failed")
+"""The live table's columns, narrow enough for an 80-column terminal (see CAPTION)."""
+
+CAPTION = "queued, busy: now/limit · shed: dropped, evicted or refused"
 
 
 def rows(bus: Dispatcher, report: DemoReport) -> list[tuple[str, ...]]:
@@ -193,15 +195,11 @@ def rows(bus: Dispatcher, report: DemoReport) -> list[tuple[str, ...]]:
             (
                 event_type.__name__,
                 overflow.name,
-                str(queue_size),
-                str(concurrency),
-                str(s.queued),
+                f"{s.queued}/{queue_size}",
                 str(report.peak_queued[event_type]),
-                str(s.in_flight),
+                f"{s.in_flight}/{concurrency}",
                 str(s.handled),
-                str(s.dropped),
-                str(s.evicted),
-                str(s.refused),
+                str(s.dropped + s.evicted + s.refused),
                 str(s.failed),
             )
         )
@@ -209,11 +207,16 @@ def rows(bus: Dispatcher, report: DemoReport) -> list[tuple[str, ...]]:
 
 
 def _table(title: str, data: list[tuple[str, ...]]) -> Any:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(
+        title=title, caption=CAPTION, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+        padding=(0, 1), collapse_padding=True,
+    )  # fmt: skip
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("type", "policy") else "right")
+        left = column in ("type", "policy")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for row in data:
         table.add_row(*row)
     return table
@@ -227,15 +230,24 @@ def _plain(data: list[tuple[str, ...]]) -> str:
 
 
 async def run_demo(
-    seconds: float = 6.0, *, live: bool | None = None, dashboard_port: int | None = None
+    seconds: float = 6.0,
+    *,
+    live: bool | None = None,
+    dashboard_port: int | None = None,
+    hold: bool | None = None,
 ) -> DemoReport:
     """Run the simulated service for *seconds*, showing progress, and print a summary.
 
+    :param live: a live rich table (default: when stdout is a terminal)
     :param dashboard_port: serve the live dashboard on 127.0.0.1 at this port (0: a
         free one) while the service runs, and print its URL; None: no dashboard
+    :param hold: keep the dashboard up after the summary until cancelled (Ctrl-C);
+        default: when stdout is a terminal
     """
     if live is None:
         live = sys.stdout.isatty()
+    if hold is None:
+        hold = sys.stdout.isatty()
     try:
         from rich.console import Console
         from rich.live import Live
@@ -247,33 +259,36 @@ async def run_demo(
     bus = build(report)
     print(f"eventcore demo: a shop service under bursts for {seconds:g} s")
     started = time.monotonic()
-    async with bus, _dashboard(bus, dashboard_port) as shown:  # leaving drains
+    async with _dashboard(bus, dashboard_port) as shown:
         if shown is not None:
             print(f"dashboard: {shown}   (in a terminal: eventcore top {shown})", flush=True)
-            print("           (--seconds 120 leaves time to look around)", flush=True)
-        async with anyio.create_task_group() as tg:  # the publishers
-            for feed in (_orders, _pages, _sensors, _payments):
-                tg.start_soon(feed, bus, report, seconds)
-            if live and rich_ok:
-                with Live(_table("live", rows(bus, report)), refresh_per_second=8) as view:
+        async with bus:  # leaving drains what was accepted
+            async with anyio.create_task_group() as tg:  # the publishers
+                for feed in (_orders, _pages, _sensors, _payments):
+                    tg.start_soon(feed, bus, report, seconds)
+                if live and rich_ok:
+                    with Live(_table("live", rows(bus, report)), refresh_per_second=8) as view:
+                        while time.monotonic() - started < seconds:
+                            await anyio.sleep(0.125)
+                            title = f"live  t={time.monotonic() - started:4.1f}s"
+                            view.update(_table(title, rows(bus, report)))
+                else:
                     while time.monotonic() - started < seconds:
-                        await anyio.sleep(0.125)
-                        title = f"live  t={time.monotonic() - started:4.1f}s"
-                        view.update(_table(title, rows(bus, report)))
-            else:
-                while time.monotonic() - started < seconds:
-                    await anyio.sleep(1.0)
-                    print(f"\n t={time.monotonic() - started:4.1f}s")
-                    print(_plain(rows(bus, report)), flush=True)
-        print("\npublishers done; leaving `async with` drains what was accepted ...")
-    summary = rows(bus, report)
-    report.final = dict(bus.stats())
-    print()
-    if rich_ok and live:
-        Console().print(_table("summary", summary))
-    else:
-        print(_plain(summary))
-    _explain(bus, report)
+                        await anyio.sleep(1.0)
+                        print(f"\n t={time.monotonic() - started:4.1f}s")
+                        print(_plain(rows(bus, report)), flush=True)
+            print("\npublishers done; leaving `async with` drains what was accepted ...")
+        summary = rows(bus, report)
+        report.final = dict(bus.stats())
+        print()
+        if rich_ok and live:
+            Console().print(_table("summary", summary))
+        else:
+            print(_plain(summary))
+        _explain(bus, report)
+        if shown is not None and hold:
+            print(f"\nThe dashboard stays up at {shown} - press Ctrl-C to stop.", flush=True)
+            await anyio.sleep_forever()
     return report
 
 
@@ -287,8 +302,13 @@ async def _dashboard(bus: Dispatcher, port: int | None) -> AsyncIterator[str | N
     from .dashboard import Dashboard
     from .dashboard.serve import serve
 
-    logging.getLogger("eventcore.dashboard").setLevel(logging.ERROR)  # loopback only: said
-    dashboard = Dashboard(bus, interval=0.5)
+    logger = logging.getLogger("eventcore.dashboard")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warning about no auth=: loopback only, said above
+    try:
+        dashboard = Dashboard(bus, interval=0.5)
+    finally:
+        logger.setLevel(level)  # the caller's logging as it was (tests, an app)
     async with dashboard, anyio.create_task_group() as server:
         url = await server.start(serve, dashboard, "127.0.0.1", port)
         try:

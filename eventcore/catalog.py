@@ -4,7 +4,7 @@ One channel and one message per event type, one ``receive`` operation per
 handler and type it receives; each type's settings as ``x-eventcore-*`` fields.
 Output is sorted and stable, so a CI job can diff it (``eventcore catalog
 app:bus --check catalog.json``). Describing msgspec-able types needs msgspec
-(``eventcore[wire]``); pydantic models need pydantic.
+(``eventcore-py[wire]``); pydantic models need pydantic.
 """
 
 from __future__ import annotations

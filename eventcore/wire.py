@@ -16,7 +16,7 @@ The shared ground of the broker transports (NATS JetStream, Redis Streams)::
     envelope = codec.decode(data)             # .event, .id, .name, .version, .time, ...
 
 Names, errors and schemas need only the standard library; :class:`Codec` and
-:class:`Envelope` need msgspec (``pip install "eventcore[wire]"``), and pydantic
+:class:`Envelope` need msgspec (``pip install "eventcore-py[wire]"``), and pydantic
 models need pydantic.
 """
 
@@ -103,7 +103,7 @@ def __getattr__(name: str) -> Any:
         if exc.name != "msgspec":
             raise
         raise ImportError(
-            f"eventcore.wire.{name} needs msgspec: pip install 'eventcore[wire]'",
+            f"eventcore.wire.{name} needs msgspec: pip install 'eventcore-py[wire]'",
             name="msgspec",
         ) from exc
     globals()[name] = found

@@ -1,6 +1,6 @@
 """An orders service on aiohttp (the ``fastapi_app.py`` example, without FastAPI).
 
-Run it from the repository root (``pip install "eventcore[aiohttp,prometheus]"``)::
+Run it from the repository root (``pip install "eventcore-py[aiohttp,prometheus]"``)::
 
     python -m examples.aiohttp_app                # http://127.0.0.1:8081
     python -m examples.aiohttp_app --port 0       # any free port (printed)

@@ -1,6 +1,6 @@
 """An orders service on FastAPI: endpoints publish events, handlers process them.
 
-Run it from the repository root (``pip install "eventcore[fastapi,prometheus]" uvicorn``)::
+Run it from the repository root (``pip install "eventcore-py[fastapi,prometheus]" uvicorn``)::
 
     uvicorn examples.fastapi_app:app
 

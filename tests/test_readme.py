@@ -1,4 +1,4 @@
-"""Every ```python block of README.md and docs/*.md runs (or type-checks) as pasted.
+"""Every ```python block of README.md and docs/**/*.md runs (or type-checks) as pasted.
 
 How a block is checked depends on the HTML comment right before its fence (blank
 lines between are allowed; GitHub does not render the comment):
@@ -35,7 +35,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 ROOT = Path(__file__).parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 PRELUDE = """\
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.document.name}:{self.line}"
+        return f"{_relative(self.document)}:{self.line}"
 
     def source(self) -> str:
         """The file written for the block (a fragment inside an async function)."""
@@ -116,7 +116,7 @@ def extract(document: Path, text: str | None = None) -> list[Block]:
             raise ValueError(f"{document.name}:{index + 1}: unclosed code fence")
         if fence.group(1) in ("python", "py"):
             marker = _marker_before(lines, index)
-            stem = f"{document.stem.lower()}_line{index + 1}"
+            stem = f"{_stem(document)}_line{index + 1}"
             kind, filename = "script", f"{stem}.py"
             if marker is not None and marker.group(2):
                 kind, filename = "file", marker.group(2)
@@ -126,6 +126,19 @@ def extract(document: Path, text: str | None = None) -> list[Block]:
             blocks.append(Block(document, index + 1, kind, filename, code))
         index = end + 1
     return blocks
+
+
+def _relative(document: Path) -> str:
+    """*document*'s path from the repository root (its name, when outside it)."""
+    try:
+        return document.relative_to(ROOT).as_posix()
+    except ValueError:
+        return document.name
+
+
+def _stem(document: Path) -> str:
+    """A module name for *document*'s blocks, unique across ``docs/`` and its folders."""
+    return re.sub(r"\W", "_", _relative(document).removesuffix(".md")).lower()
 
 
 def _marker_before(lines: list[str], fence: int) -> re.Match[str] | None:
@@ -237,10 +250,10 @@ async def test_readme_fastapi_app_serves_in_process(workdir: Path) -> None:
 async def test_readme_aiohttp_app_serves_in_process(workdir: Path) -> None:
     module = load(workdir, "aiohttp_app.py")
     async with TestClient(TestServer(module.app)) as client:
-        response = await client.post("/orders")
+        response = await client.post("/orders", json={"total": 12.5})
         assert response.status == 202
         assert await response.json() == {"accepted": True}
-    assert module.bus.stats(module.OrderPlaced).accepted == 1
+    assert module.bus.stats(module.OrderPlaced).handled == 1  # its subscriber ran
 
 
 @pytest.mark.asyncio

@@ -11,7 +11,6 @@ runs.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import secrets
@@ -31,13 +30,12 @@ from .._dispatcher import Dispatcher, Installed
 from .._errors import EventcoreError
 from .._middleware import CallNext, HandlerCall
 from .._stats import TypeStats
+from ._letters import LetterBook
 
 logger = logging.getLogger("eventcore.dashboard")
 
 #: how many handler durations per type a sample's quantiles are computed from
 _DURATIONS = 2048
-#: how many characters of a redacted-or-not payload are shown
-_PAYLOAD_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -60,15 +58,6 @@ class Request:
 
 Auth = Callable[[Request], "bool | Awaitable[bool]"]
 """``auth(request) -> bool`` (or awaitable): whether the request may see the dashboard."""
-
-
-@dataclass
-class Letter:
-    """A dead letter the dashboard keeps, with the id actions name it by."""
-
-    id: int
-    letter: DeadLetter
-    at: float
 
 
 @dataclass
@@ -143,11 +132,9 @@ class Dashboard:
         #: the token every action must carry (sent to authorized viewers only)
         self.csrf_token = secrets.token_urlsafe(32)
         self.samples: deque[dict[str, Any]] = deque(maxlen=max(1, math.ceil(history / interval)))
-        self.letters: deque[Letter] = deque(maxlen=dead_letters)
+        #: the recent dead letters, and a count per (type, reason) with the newest of each
+        self.letters = LetterBook(dead_letters)
         self.viewers = 0
-        #: changes whenever the list of dead letters does
-        self.letters_version = 0
-        self._ids = itertools.count(1)
         self._windows: dict[type, _TypeWindow] = {}
         self._previous: tuple[float, Mapping[type, TypeStats]] | None = None
         self._tick: anyio.Event | None = None
@@ -352,35 +339,26 @@ class Dashboard:
             "interval": self.interval,
             "history": history(self.samples),
             "letters": self.letter_list(),
+            "letter_groups": self.letter_groups(),
         }
 
     # -- dead letters ----------------------------------------------------------------
 
     async def _keep_letter(self, letter: DeadLetter) -> None:
-        self.letters.append(Letter(next(self._ids), letter, time.time()))
-        self.letters_version += 1
+        self.letters.keep(letter)
+
+    @property
+    def letters_version(self) -> int:
+        """Changes whenever the dead letters shown do."""
+        return self.letters.version
 
     def letter_list(self) -> list[dict[str, Any]]:
         """The recent dead letters, newest first, redacted unless ``show_payloads``."""
-        out = []
-        for kept in reversed(self.letters):
-            letter = kept.letter
-            exc = letter.exception
-            out.append(
-                {
-                    "id": kept.id,
-                    "at": round(kept.at, 3),
-                    "type": type(letter.event).__qualname__,
-                    "reason": letter.reason.value,
-                    "attempts": letter.attempts,
-                    "error": None if exc is None else type(exc).__name__,
-                    "message": (str(exc)[:_PAYLOAD_CHARS] if self.show_payloads else None)
-                    if exc is not None
-                    else None,
-                    "payload": repr(letter.event)[:_PAYLOAD_CHARS] if self.show_payloads else None,
-                }
-            )
-        return out
+        return self.letters.recent(self.show_payloads)
+
+    def letter_groups(self) -> list[dict[str, Any]]:
+        """The dead letters per (type, reason) since start, failures first."""
+        return self.letters.groups(self.show_payloads)
 
     # -- actions ---------------------------------------------------------------------
 
@@ -409,7 +387,7 @@ class Dashboard:
                 wanted = int(target)
             except ValueError:
                 return 400, {"error": "a dead letter's id is a number"}
-            kept = next((k for k in self.letters if k.id == wanted), None)
+            kept = self.letters.find(wanted)
             if kept is None:
                 return 404, {"error": f"no dead letter {wanted}"}
             if action == "replay":
@@ -420,7 +398,6 @@ class Dashboard:
                 if not accepted:
                     return 409, {"error": "refused: the queue is full (DROP_NEWEST)"}
             self.letters.remove(kept)
-            self.letters_version += 1
             logger.info("dashboard: %s dead letter %d", action, wanted)
             return 200, {"ok": True}
         return 400, {"error": f"unknown action {action!r}"}

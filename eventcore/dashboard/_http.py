@@ -203,6 +203,7 @@ async def handle(dashboard: Dashboard, request: Request, mount_name: str = "") -
             {
                 "sample": dashboard.latest(),
                 "letters": dashboard.letter_list(),
+                "letter_groups": dashboard.letter_groups(),
                 "interval": dashboard.interval,
             },
         )
@@ -274,6 +275,7 @@ def _stream(dashboard: Dashboard, last_event_id: str | None) -> Reply | Stream:
             if dashboard.letters_version != letters:
                 letters = dashboard.letters_version
                 message["letters"] = dashboard.letter_list()
+                message["letter_groups"] = dashboard.letter_groups()
             yield _sse("sample", message, last)
 
     headers = [

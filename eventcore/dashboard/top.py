@@ -4,7 +4,8 @@ It reads the same Server-Sent Events stream as the page (``URL/events``; the
 standard library's HTTP client in a worker thread, so it runs anywhere Python
 does) and draws one table per sample with rich. Keys: ``d`` sort by depth, ``r``
 by rate, ``n`` by name, ``q`` quits. ``--once`` prints one table from
-``snapshot.json`` and exits (for scripts).
+two reads of ``snapshot.json`` a second apart (so that the rates are true) and
+exits (for scripts).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import contextlib
 import json
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
@@ -104,6 +106,39 @@ def table(sample: Mapping[str, Any], sort: str, url: str, letters: int | None = 
     for _, row in rows:
         view.add_row(*cells(row), style="yellow" if row["paused"] else None)
     return view
+
+
+RATES = ("accepted", "handled", "dropped", "failed")
+
+
+def with_rates(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """*after* with its per-second rates computed from the counters of both samples.
+
+    A sample read while nobody watches has no previous one to measure against, so
+    its rates say 0 (or average over a stale interval): ``--once`` takes two.
+    """
+    elapsed = after.get("t", 0) - before.get("t", 0)
+    if elapsed <= 0:
+        return dict(after)  # the same sample twice: the sampler's own rates stand
+    earlier = before.get("types", {})
+    types: dict[str, Any] = {}
+    for key, row in after.get("types", {}).items():
+        was = earlier.get(key)
+        row = dict(row)
+        for name in RATES:
+            change = row[name] - was[name] if was is not None else 0
+            row[f"{name}_rate"] = round(max(0, change) / elapsed, 2)
+        types[key] = row
+    return {**after, "types": types}
+
+
+def snapshot_once(url: str, headers: Mapping[str, str], gap: float = 1.0) -> dict[str, Any]:
+    """``snapshot.json`` read twice, *gap* seconds apart, with the rates between them."""
+    first = snapshot(url, headers)
+    time.sleep(gap)
+    answer = snapshot(url, headers)
+    answer["sample"] = with_rates(first["sample"], answer["sample"])
+    return answer
 
 
 def snapshot(url: str, headers: Mapping[str, str]) -> dict[str, Any]:

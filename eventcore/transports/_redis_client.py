@@ -12,7 +12,7 @@ try:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - the extra is installed for the tests
     raise ImportError(
-        'the Redis transport needs redis-py (redis >= 5): pip install "eventcore[redis]"',
+        'the Redis transport needs redis-py (redis >= 5): pip install "eventcore-py[redis]"',
         name="redis",
     ) from exc
 

@@ -84,7 +84,7 @@ try:
     from nats.js.client import JetStreamContext
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "eventcore.transports.nats needs nats-py: pip install 'eventcore[nats]'", name=exc.name
+        "eventcore.transports.nats needs nats-py: pip install 'eventcore-py[nats]'", name=exc.name
     ) from exc
 
 from ._nats_routes import Route, check_layout, ensure_consumer, ensure_stream, stream_name

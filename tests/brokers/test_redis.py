@@ -527,7 +527,7 @@ def test_without_redis_py_the_import_says_what_to_install() -> None:
     assert done.returncode == 0, done.stderr
     name, _, message = done.stdout.strip().partition(" | ")
     assert name == "redis"
-    assert 'pip install "eventcore[redis]"' in message
+    assert 'pip install "eventcore-py[redis]"' in message
 
 
 async def test_a_slow_handler_keeps_its_entries_from_being_claimed(url: str, prefix: str) -> None:

@@ -13,6 +13,7 @@ demo's load).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -300,6 +301,48 @@ async def test_the_page_under_the_demos_load(browser: Any) -> None:
             timeout=WAIT_MS,
         )
         assert "(redacted)" in await page.locator("#letters").inner_text()
+        await page.wait_for_selector(
+            'tr[data-group="PaymentRequested|handler_failed"]', timeout=WAIT_MS
+        )
         if os.environ.get("EVENTCORE_SCREENSHOT") == "1":
             await page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+
+        # the chart says how much time it holds (a few seconds here, never "15 min")
+        assert re.fullmatch(
+            r"\(events/s, the last \d+ s\)", await page.locator("#span").inner_text()
+        )
+        # the sparklines have a legend
+        legend = await page.locator("#spark-legend").inner_text()
+        assert "depth" in legend
+        assert "handled/s" in legend
+        # the scale's labels sit left of the plot, never over a line
+        label_right, plot_left = await page.evaluate(
+            """() => {
+                 const chart = document.querySelector('#total-chart svg');
+                 const label = chart.querySelector('text.scale').getBBox();
+                 const xs = [...chart.querySelectorAll('polyline')].flatMap(
+                   (line) => [...line.points].map((point) => point.x));
+                 return [label.x + label.width, Math.min(...xs)];
+               }"""
+        )
+        assert label_right < plot_left
+
+        # dead letters by reason and type: the failed payments first, not hidden by the
+        # evictions' flood; "show" lists only that group
+        groups = page.locator("#letter-groups tbody tr")
+        assert await groups.first.get_attribute("data-group") == "PaymentRequested|handler_failed"
+        evicted = page.locator('tr[data-group="SensorReading|evicted"]')
+        await evicted.wait_for(timeout=WAIT_MS)
+        await page.click('tr[data-group="PaymentRequested|handler_failed"] button.filter')
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#letters tbody tr')].every("
+            "(tr) => tr.children[2].textContent === 'PaymentRequested')",
+            timeout=WAIT_MS,
+        )
+        listed = await page.locator("#letters tbody tr td:nth-child(4)").all_inner_texts()
+        assert listed
+        assert set(listed) == {"handler_failed"}
+        assert (
+            "handler_failed PaymentRequested" in await page.locator("#letter-filter").inner_text()
+        )
         await page.close()

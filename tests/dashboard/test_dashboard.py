@@ -100,6 +100,11 @@ async def test_a_sample_shows_each_figure_of_a_type() -> None:
         assert row["name"] == "Tick"
 
 
+def measuring(dashboard: Dashboard) -> bool:
+    """Whether the dashboard's latency middleware is installed."""
+    return dashboard._middleware is not None
+
+
 async def test_latency_is_measured_only_while_someone_watches() -> None:
     bus, _ = make_bus()
     dashboard = Dashboard(bus, interval=0.01, linger=0, heartbeat=0.01)
@@ -109,13 +114,19 @@ async def test_latency_is_measured_only_while_someone_watches() -> None:
         events = await stream_events(dashboard, 2)
         assert [kind for kind, _ in events] == ["hello", "sample"]
         assert len(bus._delivery.handle_chain) == len(chain) + 1
+        # a viewer stays while events are handled (linger=0: without one the sampler
+        # could stop measuring before the handlers ran)
+        assert dashboard.join()
+        while not measuring(dashboard):  # the sampler restarts, measuring again
+            await dashboard.next_sample()
         for n in range(50):
             await bus.publish(Tick(n))
         await bus.drain()
         row = dashboard.take_sample()["types"][tick_id()]
         assert row["p50"] is not None
         assert 0 <= row["p50"] <= row["p95"] <= row["p99"]
-        while dashboard._middleware is not None:  # the viewer left: the sampler stops
+        dashboard.leave()
+        while measuring(dashboard):  # the viewer left: the sampler stops
             await dashboard.next_sample()
         assert bus._delivery.handle_chain == chain
 
@@ -344,6 +355,42 @@ async def test_dead_letters_are_kept_redacted_replayed_and_discarded() -> None:
                 "/action", json={"action": "discard", "target": "5"}, headers=headers
             )
             assert gone.status_code == 404
+
+
+async def test_a_flood_of_one_kind_of_dead_letter_does_not_hide_another() -> None:
+    """Grouped by type and reason: the failures first, each group's count since start
+    and its newest letter, also once the recent list holds only the flood."""
+
+    @dataclass(frozen=True)
+    class Reading:
+        n: int
+
+    bus, _ = make_bus(dead_letter_unmatched=True)
+    dashboard = Dashboard(bus, allow_actions=True, dead_letters=5)
+    async with bus, dashboard:
+        await bus.publish(Tick(1, fail=True))
+        await bus.drain()
+        for n in range(50):
+            await bus.publish(Reading(n))  # no subscriber: dead-lettered as unmatched
+        await bus.drain()
+        reading = Reading.__qualname__  # as the dashboard names a type
+        assert {letter["type"] for letter in dashboard.letter_list()} == {reading}
+        failed, flood = dashboard.letter_groups()
+        assert (failed["type"], failed["reason"], failed["count"]) == ("Tick", "handler_failed", 1)
+        assert failed["latest"]["error"] == "ValueError"
+        assert (flood["type"], flood["reason"], flood["count"]) == (reading, "unmatched", 50)
+        assert dashboard.hello()["letter_groups"] == dashboard.letter_groups()
+        async with client_for(dashboard) as http:
+            snapshot = (await http.get("/snapshot.json")).json()
+            assert snapshot["letter_groups"] == dashboard.letter_groups()
+            headers = {**ORIGIN, "x-csrf-token": dashboard.csrf_token}
+            target = str(failed["latest"]["id"])  # flooded out of the list, still kept
+            discard = await http.post(
+                "/action", json={"action": "discard", "target": target}, headers=headers
+            )
+            assert discard.status_code == 200
+        failed = dashboard.letter_groups()[0]
+        assert (failed["count"], failed["latest"]) == (1, None)  # counted, no longer kept
 
 
 async def test_payloads_are_shown_only_when_asked() -> None:

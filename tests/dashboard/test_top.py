@@ -20,7 +20,7 @@ from eventcore.__main__ import main
 from eventcore._demo import run_demo
 from eventcore.dashboard import Dashboard, basic_auth
 from eventcore.dashboard.serve import serve
-from eventcore.dashboard.top import auth_headers, ordered, parse_events, run_top
+from eventcore.dashboard.top import auth_headers, ordered, parse_events, run_top, with_rates
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +161,38 @@ async def test_the_demo_serves_the_dashboard_while_it_runs(
 def test_the_demo_can_skip_the_dashboard(capsys: pytest.CaptureFixture[str]) -> None:
     main(["demo", "--seconds", "0.3", "--plain", "--no-dashboard"])
     assert "dashboard:" not in capsys.readouterr().out
+
+
+async def test_top_once_shows_the_rates_of_a_busy_dispatcher(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: ``--once`` read one sample while nobody watched, whose rates had no
+    earlier sample to measure against, so every rate said 0."""
+    monkeypatch.setenv("COLUMNS", "200")  # rich: the whole table on one line per type
+    async with served() as (url, bus, _), anyio.create_task_group() as tg:
+
+        async def busy() -> None:
+            n = 0
+            while True:
+                n += 1
+                await bus.publish(Work(n))
+                await anyio.sleep(0.005)
+
+        tg.start_soon(busy)
+        await anyio.to_thread.run_sync(main, ["top", url, "--once"])
+        tg.cancel_scope.cancel()
+    [row] = [line.split() for line in capsys.readouterr().out.splitlines() if "Work" in line]
+    accepted_rate, handled_rate = float(row[2]), float(row[3])  # type, depth, acc, hdl
+    assert accepted_rate > 0
+    assert handled_rate > 0
+
+
+def test_rates_between_two_samples() -> None:
+    row = {"accepted": 10, "handled": 8, "dropped": 0, "failed": 1}
+    before = {"t": 100.0, "types": {"a": row}}
+    after = {"t": 102.0, "types": {"a": {**row, "accepted": 30, "handled": 28}, "b": row}}
+    rates = with_rates(before, after)["types"]
+    assert (rates["a"]["accepted_rate"], rates["a"]["handled_rate"]) == (10.0, 10.0)
+    assert rates["a"]["failed_rate"] == 0.0
+    assert rates["b"]["accepted_rate"] == 0.0  # new since: nothing to measure against
+    assert with_rates(after, after) == after  # one sample twice: left as it was

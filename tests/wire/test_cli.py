@@ -70,9 +70,20 @@ def test_check_fails_with_a_diff_when_the_catalog_changed(
     assert '-      "x-eventcore-queue-size": 400' in err
     assert '+      "x-eventcore-queue-size": 500' in err
     assert "regenerate it with" in err
+
+
+def test_check_of_a_missing_file_says_not_found(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Regression: a missing file printed a diff of the whole catalog against nothing."""
+    missing = tmp_path / "missing.json"
     with pytest.raises(SystemExit) as done:
-        main(["catalog", TARGET, "--check", str(tmp_path / "missing.json")])
+        main(["catalog", TARGET, "--check", str(missing)])
     assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert f"{missing}: not found" in err
+    assert f"-o {missing}" in err  # how to write it
+    assert "+++" not in err  # no diff
 
 
 @pytest.mark.parametrize(

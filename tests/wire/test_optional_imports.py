@@ -41,4 +41,4 @@ def test_without_msgspec_the_codec_says_how_to_install_it() -> None:
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    assert "pip install 'eventcore[wire]'" in out
+    assert "pip install 'eventcore-py[wire]'" in out

@@ -3,7 +3,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const HISTORY = 900;        // samples kept in the page (15 min at 1 s)
+const HISTORY = 900;        // samples kept in the page (15 min at 1 s; less while new)
 const SPARK = 120;          // samples in a row's sparkline
 const LETTERS = 15;         // dead letters listed (the newest)
 let settings = { csrf: "", actions: false, payloads: false, interval: 1 };
@@ -31,11 +31,24 @@ function fmt(value, digits) {
 }
 
 // A line chart of several series: [{values, cls}], scaled to max(values, floor).
+// A labelled chart keeps a left margin for its scale (the top value and 0), so that
+// no label covers a line; sparklines scale each series on its own.
+const AXIS = 56;
 function chart(width, height, series, floor, labelled) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
-  // labelled charts share one scale; sparklines scale each series on its own
+  const left = labelled ? AXIS : 1;
   let top = floor || 1;
   for (const s of series) for (const v of s.values) if (v !== null && v > top) top = v;
+  if (labelled) {
+    for (const y of [1.5, height - 1.5]) {
+      root.appendChild(svg("line", { x1: left, x2: width - 1, y1: y, y2: y, class: "grid" }));
+    }
+    const high = svg("text", { x: left - 6, y: 10, class: "scale right" });
+    high.textContent = `${fmt(top)}/s`;
+    const low = svg("text", { x: left - 6, y: height - 2, class: "scale right" });
+    low.textContent = "0";
+    root.append(high, low);
+  }
   for (const s of series) {
     let own = top;
     if (!labelled) {
@@ -45,18 +58,21 @@ function chart(width, height, series, floor, labelled) {
     const n = s.values.length;
     if (n < 2) continue;
     const points = s.values.map((v, i) => {
-      const x = (i / (n - 1)) * (width - 2) + 1;
-      const y = height - 1 - ((v || 0) / own) * (height - 2);
+      const x = left + (i / (n - 1)) * (width - 1 - left);
+      const y = height - 1.5 - ((v || 0) / own) * (height - 3);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     });
     root.appendChild(svg("polyline", { points: points.join(" "), class: s.cls, fill: "none" }));
   }
-  if (labelled) {
-    const label = svg("text", { x: 3, y: 11, class: "scale" });
-    label.textContent = `${fmt(top)}/s`;
-    root.appendChild(label);
-  }
   return root;
+}
+
+// "58 s", "3 min": how much time the samples cover (what a chart actually holds).
+function span(samples) {
+  if (samples.length < 2) return null;
+  const seconds = samples[samples.length - 1].t - samples[0].t;
+  if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+  return `${Math.round(seconds / 60)} min`;
 }
 
 function totals(sample) {
@@ -80,6 +96,9 @@ function renderTotals() {
   }
   const width = Math.max(300, box.clientWidth || 900);
   box.replaceChildren(chart(width, 120, series, 1, true), legend);
+  const covered = span(history);
+  document.getElementById("span").textContent =
+    covered ? `(events/s, the last ${covered})` : "(events/s)";
 }
 
 async function act(action, target) {
@@ -99,6 +118,13 @@ function renderTypes() {
   const sample = history[history.length - 1];
   if (!sample) return;
   const recent = history.slice(-SPARK);
+  const covered = span(recent);
+  const legend = document.getElementById("spark-legend");
+  legend.replaceChildren(
+    el("span", {}, `history${covered ? ", the last " + covered : ""}:`),
+    el("span", { class: "key depth" }, "depth (0 to capacity)"),
+    el("span", { class: "key handled" }, "handled/s (0 to its peak)"),
+  );
   const names = Object.keys(sample.types).sort();
   const rows = [];
   for (const id of names) {
@@ -140,31 +166,73 @@ function renderTypes() {
   body.replaceChildren(...rows);
 }
 
-function renderLetters() {
-  const shown = Math.min(LETTERS, letters.length);
-  document.getElementById("letter-count").textContent =
-    shown < letters.length ? `${shown} newest of ${letters.length}` : String(letters.length);
-  const body = document.querySelector("#letters tbody");
-  const rows = letters.slice(0, LETTERS).map((letter) => {
-    const tr = el("tr", { "data-letter": letter.id });
-    tr.appendChild(el("td", {}, letter.id));
-    tr.appendChild(el("td", {}, new Date(letter.at * 1000).toLocaleTimeString()));
-    tr.appendChild(el("td", {}, letter.type));
-    tr.appendChild(el("td", {}, letter.reason));
-    tr.appendChild(el("td", {}, letter.error ? `${letter.error}${letter.message ? ": " + letter.message : ""}` : "–"));
-    tr.appendChild(el("td", { class: "payload" }, letter.payload === null ? "(redacted)" : letter.payload));
-    const actions = el("td", { class: "actions" });
-    if (settings.actions) {
-      for (const action of ["replay", "discard"]) {
-        const button = el("button", { class: action, type: "button" }, action);
-        button.addEventListener("click", () => act(action, String(letter.id)));
-        actions.appendChild(button);
-      }
+const FAILURES = ["handler_failed", "delivery_limit", "undecodable"];
+let letterGroups = [];
+let chosen = null;  // the group the list is filtered to: {type, reason}, or null
+
+function letterRow(letter) {
+  const tr = el("tr", { "data-letter": letter.id });
+  tr.appendChild(el("td", {}, letter.id));
+  tr.appendChild(el("td", {}, new Date(letter.at * 1000).toLocaleTimeString()));
+  tr.appendChild(el("td", {}, letter.type));
+  tr.appendChild(el("td", {}, letter.reason));
+  tr.appendChild(el("td", {}, letter.error ? `${letter.error}${letter.message ? ": " + letter.message : ""}` : "–"));
+  tr.appendChild(el("td", { class: "payload" }, letter.payload === null ? "(redacted)" : letter.payload));
+  const actions = el("td", { class: "actions" });
+  if (settings.actions) {
+    for (const action of ["replay", "discard"]) {
+      const button = el("button", { class: action, type: "button" }, action);
+      button.addEventListener("click", () => act(action, String(letter.id)));
+      actions.appendChild(button);
     }
-    tr.appendChild(actions);
+  }
+  tr.appendChild(actions);
+  return tr;
+}
+
+function isChosen(group) {
+  return chosen !== null && chosen.type === group.type && chosen.reason === group.reason;
+}
+
+function renderLetterGroups() {
+  const total = letterGroups.reduce((sum, group) => sum + group.count, 0);
+  document.getElementById("letter-count").textContent = String(total);
+  const rows = letterGroups.map((group) => {
+    const tr = el("tr", { "data-group": `${group.type}|${group.reason}`,
+      class: isChosen(group) ? "chosen" : "" });
+    const failure = FAILURES.includes(group.reason);
+    tr.appendChild(el("td", { class: "reason" + (failure ? " failure" : "") }, group.reason));
+    tr.appendChild(el("td", { class: "type" }, group.type));
+    tr.appendChild(el("td", { class: "num group-count" }, group.count));
+    const latest = group.latest;
+    tr.appendChild(el("td", {}, latest ? new Date(latest.at * 1000).toLocaleTimeString() : "–"));
+    tr.appendChild(el("td", {}, latest && latest.error ? latest.error : "–"));
+    const pick = el("td", { class: "actions" });
+    const button = el("button", { class: "filter", type: "button" }, isChosen(group) ? "show all" : "show");
+    button.addEventListener("click", () => {
+      chosen = isChosen(group) ? null : { type: group.type, reason: group.reason };
+      renderLetters();
+    });
+    pick.appendChild(button);
+    tr.appendChild(pick);
     return tr;
   });
-  body.replaceChildren(...rows);
+  document.querySelector("#letter-groups tbody").replaceChildren(...rows);
+}
+
+function renderLetters() {
+  renderLetterGroups();
+  let shown = letters;
+  let what = `the ${Math.min(LETTERS, letters.length)} newest of the ${letters.length} kept`;
+  if (chosen !== null) {
+    shown = letters.filter((l) => l.type === chosen.type && l.reason === chosen.reason);
+    const group = letterGroups.find(isChosen);
+    if (!shown.length && group && group.latest) shown = [group.latest];  // flooded out
+    what = `${chosen.reason} ${chosen.type}: the newest ${Math.min(LETTERS, shown.length)} kept`;
+  }
+  document.getElementById("letter-filter").textContent =
+    letters.length || chosen ? `Listed: ${what}.` : "";
+  document.querySelector("#letters tbody").replaceChildren(...shown.slice(0, LETTERS).map(letterRow));
 }
 
 function render() {
@@ -192,6 +260,7 @@ function connect() {
     const seen = history.length ? history[history.length - 1].t : 0;
     history = history.concat(hello.history.filter((s) => s.t > seen)).slice(-HISTORY);
     letters = hello.letters;
+    letterGroups = hello.letter_groups || [];
     document.getElementById("mode").textContent =
       (hello.actions ? "actions allowed" : "read-only") + (hello.payloads ? ", payloads shown" : "");
     setStatus("live", "live");
@@ -204,6 +273,7 @@ function connect() {
     if (history.length > HISTORY) history.shift();
     if (data.letters) {
       letters = data.letters;
+      letterGroups = data.letter_groups || letterGroups;
       renderLetters();
     }
     setStatus("live", "live");
