@@ -15,8 +15,8 @@ from .._deadletters import DeadLetter, DeadLetterReason
 from .._errors import EventcoreError
 from .._transport import Verdict
 from .._wire.errors import DecodeError, WireError
+from ._kit.tracecontext import handler_context
 from ._redis_client import CONNECTION_ERRORS, ResponseError, id_order, message, replies
-from ._tracecontext import handler_context
 
 if TYPE_CHECKING:
     from .redis import RedisTransport

@@ -66,8 +66,8 @@ from .._transport import BrokerStats, Verdict
 from .._wire.codec import DEFAULT_MAX_SIZE, Codec
 from .._wire.errors import WireError
 from .._wire.ids import new_event_id
-from ._common import partition_of, redact, require_asyncio
-from ._tracecontext import current_traceparent, handler_context
+from ._kit.common import partition_of, redact, require_asyncio
+from ._kit.tracecontext import current_traceparent, handler_context
 
 try:
     import nats

@@ -54,10 +54,10 @@ import anyio
 from .._errors import InvalidConfiguration, QueueFull
 from .._transport import BrokerStats, Verdict
 from . import _redis_scripts as scripts
-from ._common import partition_of, redact, require_asyncio
+from ._kit.common import partition_of, redact, require_asyncio
+from ._kit.tracecontext import current_traceparent
 from ._redis_client import CONNECTION_ERRORS, NoScriptError, aioredis, text
 from ._redis_source import GroupVanished, Receipt, RedisSource
-from ._tracecontext import current_traceparent
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import InvalidConfiguration
+from ..._errors import InvalidConfiguration
 
 _encode = msgspec.json.Encoder().encode
 
