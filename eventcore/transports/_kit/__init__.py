@@ -29,7 +29,7 @@ the event, the keyword arguments ``deadline`` (absolute, on
 
 from __future__ import annotations
 
-from .common import partition_of, redact, require_asyncio
+from .common import partition_of, redact, require_asyncio, wire_name
 from .crew import Crew
 from .deadline import bounded, deadline_of, remaining
 from .errors import BrokerUnavailable, reason_of, refused_send, unavailable, unconfirmed
@@ -57,4 +57,5 @@ __all__ = [
     "require_asyncio",
     "unavailable",
     "unconfirmed",
+    "wire_name",
 ]

@@ -81,8 +81,11 @@ class Settler(Generic[R]):
         """Send everything queued, for at most *timeout* seconds; how many verdicts
         could not be sent (their messages will be delivered again)."""
         with anyio.move_on_after(timeout):
-            while self._ledger.queued:
-                if not await self.flush():
+            while True:
+                sent = await self.flush()  # after the batch on its way, if one is
+                if not self._ledger.queued:
+                    break
+                if not sent:
                     await anyio.sleep(BACKOFF_FIRST)
         left = self._ledger.queued
         if left:
