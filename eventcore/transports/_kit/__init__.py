@@ -3,7 +3,7 @@ once; a broker's own package (``transports/nats``, ``transports/redis``...) adds
 only what talks to its client.
 
 * :mod:`.ledger`: :class:`Ledger`, every fetched message held here until its
-  verdict reached the broker (hold / settle / take / done / drop / stale);
+  verdict reached the broker (hold / settle / take / done / drop / stale / held);
 * :mod:`.settler`: :class:`Settler`, sends a ledger's queued verdicts in batches
   with the transport's ``apply(batch)``, retrying; ``drain`` at close;
 * :mod:`.keepalive`: :class:`KeepAlive`, refreshes held messages with the

@@ -62,13 +62,28 @@ def refused_send(event_type: type, why: str) -> QueueFull:
     return QueueFull(f"no room on the broker for {event_type.__qualname__}: {why}", event_type)
 
 
-def unconfirmed(event_type: type, event_id: str, broker: str, waited: float) -> PublishUnconfirmed:
-    """A publish whose acknowledgement did not come within *waited* seconds: it may
-    or may not be stored; publishing the same event object again is deduplicated."""
+def unconfirmed(
+    event_type: type,
+    event_id: str,
+    broker: str,
+    waited: float | None = None,
+    *,
+    deduplicated: bool = True,
+) -> PublishUnconfirmed:
+    """A publish whose acknowledgement did not come in time (within *waited*
+    seconds): it may or may not be stored. With *deduplicated*, publishing the same
+    event object again is safe (it is re-sent under the same id)."""
+    within = "in time" if waited is None else f"within {waited:.3g} s"
+    retry = (
+        f"Publishing the same event object again is safe (it is re-sent as {event_id}, "
+        "deduplicated)"
+        if deduplicated
+        else "Publishing it again may store it twice (turn on the transport's dedup to "
+        "make retries safe)"
+    )
     return PublishUnconfirmed(
-        f"{broker} did not acknowledge a {event_type.__qualname__} within {waited:.3g} s: it "
-        "may or may not be stored. Publishing the same event object again is safe (it is "
-        f"re-sent as {event_id}, deduplicated)",
+        f"{broker} did not acknowledge a {event_type.__qualname__} {within}: it may or may "
+        f"not be stored. {retry}",
         event_type,
         event_id,
     )

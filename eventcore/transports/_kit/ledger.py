@@ -71,7 +71,7 @@ class Ledger(Generic[R]):
         """Whether the message named *key* is held here (fetched, not yet done)."""
         return key in self._held
 
-    def keys(self) -> list[Hashable]:
+    def held(self) -> list[Hashable]:
         """The keys of every held message."""
         return list(self._held)
 

@@ -64,7 +64,7 @@ class Publisher:
             await asyncio.wait(waiting, timeout=self.settings.publish_timeout)
         for future, event_type, event_id in self._acks.values():
             if not future.done():
-                future.set_exception(unconfirmed(event_type, event_id, "JetStream", 0.0))
+                future.set_exception(unconfirmed(event_type, event_id, "JetStream"))
         self._acks.clear()
 
     async def send(
