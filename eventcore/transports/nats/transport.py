@@ -4,13 +4,13 @@ modules and the shared kit."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import nats.errors
 from nats.aio.client import Client
 
 from ..._errors import EventcoreError, InvalidConfiguration, TransportError
@@ -212,19 +212,17 @@ class NatsTransport:
             raise
 
     async def _connect(self) -> Client:
-        """The first connection, bounded by ``connect_timeout``; it fails at once with
-        the server's reason when every server refused (a closed port, wrong
-        credentials). After it, the client reconnects forever."""
+        """The first connection, bounded by ``connect_timeout``: each server is tried
+        twice, then it fails with the server's reason (a closed port, wrong
+        credentials), not after the whole timeout. After it, the client reconnects
+        forever."""
         s = self.settings
         where = ", ".join(redact(server) for server in s.servers)
         errors: list[BaseException] = []
-        refused = asyncio.Event()
 
         async def on_error(exc: Exception) -> None:
             if self._session is None:  # connecting: open() reports it
                 errors.append(exc)
-                if _definitive(exc) or len(errors) >= len(s.servers):
-                    refused.set()
             else:
                 logger.warning("NATS: %s: %s", type(exc).__name__, redact(str(exc)))
 
@@ -233,36 +231,30 @@ class NatsTransport:
             "servers": list(s.servers),
             "name": f"eventcore:{s.group}",
             "connect_timeout": min(2.0, s.connect_timeout),
-            "max_reconnect_attempts": -1,
+            "max_reconnect_attempts": 1,  # at start; forever once connected
             "reconnect_time_wait": 0.5,
             "error_cb": on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
             **s.options,
         }
-        with anyio.move_on_after(s.connect_timeout) as timer:
-            async with anyio.create_task_group() as group:
-
-                async def give_up() -> None:
-                    await refused.wait()
-                    group.cancel_scope.cancel()
-
-                group.start_soon(give_up)
-                try:
-                    await nc.connect(**options)
-                except Exception as exc:
-                    errors.append(exc)
-                group.cancel_scope.cancel()
+        with anyio.move_on_after(s.connect_timeout):
+            try:
+                await nc.connect(**options)
+            except Exception as exc:
+                errors.append(exc)
         if nc.is_connected:
+            nc.options["max_reconnect_attempts"] = -1
             return nc
         with anyio.CancelScope(shield=True):
             try:
                 await nc.close()
             except Exception as exc:  # nothing to close
                 logger.debug("closing a failed NATS connection: %s", exc)
-        reason = errors[-1] if errors else f"no answer within {s.connect_timeout} s"
-        if timer.cancelled_caught and not errors:
-            reason = f"no answer within connect_timeout={s.connect_timeout} s"
+        told = [e for e in errors if not isinstance(e, nats.errors.NoServersError)]
+        reason: BaseException | str = (
+            told[-1] if told else f"no answer within connect_timeout={s.connect_timeout} s"
+        )
         raise unavailable("NATS", where, reason, "connecting") from None
 
     async def _prepare(self, session: _Session, bus: Dispatcher) -> None:
@@ -402,10 +394,3 @@ class NatsTransport:
         """The type's figures on JetStream as seen by this process."""
         route = self._routes.get(event_type)
         return BrokerStats() if route is None else route.stats()
-
-
-def _definitive(exc: BaseException) -> bool:
-    """Whether a connection error says the server refuses this client (credentials,
-    permissions): trying the other servers or again will not help."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    return "authorization" in text or "authentication" in text or "permission" in text
