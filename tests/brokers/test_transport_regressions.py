@@ -287,6 +287,7 @@ async def test_a_redis_publish_retried_by_the_caller_keeps_its_dedup_id(
             return _FailingAfterWrite(super().pipeline(*args, **kwargs), self)
 
     client = Client.from_url(redis_url)
+    assert isinstance(client, Client)
     transport = RedisTransport(group="g", prefix=prefix, dedup=60.0, client=client)
     bus = Dispatcher(transport=transport)
     bus.configure(Job)
