@@ -44,8 +44,8 @@ T = TypeVar("T")
 STREAM_FIELDS = ("subjects", "retention", "max_msgs", "max_bytes", "discard")
 #: the consumer settings compared with an existing consumer's
 CONSUMER_FIELDS = ("ack_policy", "ack_wait", "max_deliver", "max_ack_pending", "filter_subject")
-#: JetStream API error codes that mean "not ready yet" (no leader, cluster busy)
-_NOT_READY = {10008, 10023, 10074}
+#: JetStream API error codes that mean "not ready yet" (no peers or leader yet, busy)
+_NOT_READY = {10005, 10008, 10023, 10074}
 #: the pause between set-up attempts while JetStream is not ready (s)
 _RETRY_PAUSE = 0.25
 

@@ -354,10 +354,12 @@ class NatsTransport:
     async def _route_for_send(
         self, session: _Session, event_type: type, deadline: float | None
     ) -> Route:
-        """The route, set up (or checked again after the stream vanished) within the
-        publish's deadline; JetStream not ready is no room (the policy decides)."""
+        """The route, set up (or checked again after the stream vanished or lost its
+        leader) within the publish's deadline, or ``publish_timeout`` without one;
+        JetStream not ready is no room (the type's overflow policy decides)."""
+        left = remaining(deadline)
         try:
-            with anyio.fail_after(remaining(deadline)):
+            with anyio.fail_after(self.publish_timeout if left is None else left):
                 return await session.layout.for_publish(event_type)
         except EventcoreError:
             raise
