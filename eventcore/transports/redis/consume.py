@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
+
 from ..._deadletters import DeadLetter, DeadLetterReason
 from ..._errors import EventcoreError, TransportError
 from ..._transport import Verdict
@@ -25,6 +27,8 @@ logger = logging.getLogger("eventcore.redis")
 
 #: how long one XREADGROUP blocks on the server (ms); fetch loops until it has entries
 BLOCK_MS = 1000
+#: how long one read may wait for Redis before it counts as a lost connection (s)
+STALLED = 15.0
 
 
 class GroupVanished(EventcoreError, RuntimeError):
@@ -143,8 +147,9 @@ class RedisSource:
             await self._create_groups()
         while True:
             try:
-                found = await self._read(room)
-            except CONNECTION_ERRORS:
+                with anyio.fail_after(STALLED):
+                    found = await self._read(room)
+            except (TimeoutError, *CONNECTION_ERRORS):
                 # a read may have reached Redis and its reply been lost: those entries
                 # are pending here, unseen; read this consumer's pending entries first
                 self.pending, self.cursor = list(self.readable()), b"0"

@@ -200,7 +200,7 @@ class Publisher:
                             ttl,
                         )
                 try:
-                    with anyio.fail_after(self._bound(batch, todo)):
+                    with anyio.fail_after(self._bound(batch, todo) or RECONNECT_FOR):
                         answers = await pipe.execute(raise_on_error=False)
                 except (TimeoutError, *CONNECTION_ERRORS) as exc:
                     if time.monotonic() + pause > give_up:

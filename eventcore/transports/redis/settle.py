@@ -21,6 +21,8 @@ from collections import defaultdict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+import anyio
+
 from ..._transport import Verdict
 from .._kit import Settlement
 from .client import NoScriptError, text
@@ -35,6 +37,8 @@ logger = logging.getLogger("eventcore.redis")
 _DEAD_MAX_LEN = 100_000
 #: consumers idle this long (s) with nothing pending are deleted, every this many rounds
 _FORGET_IDLE, _FORGET_EVERY = 3600.0, 15
+#: how long one round of acks may wait for Redis before it is tried again (s)
+STALLED = 15.0
 #: how often the janitor runs (s)
 JANITOR_EVERY = 2.0
 
@@ -85,7 +89,8 @@ class Settling:
                 "deliveries",
                 receipt.deliveries,
             )
-        answers = await pipe.execute(raise_on_error=False)  # a lost connection: put back
+        with anyio.fail_after(STALLED):  # a lost connection or a stall: put back
+            answers = await pipe.execute(raise_on_error=False)
         for answer, (stream, entries) in zip(answers, plain.items(), strict=False):
             if isinstance(answer, BaseException):
                 logger.error("XACK on %s failed: %s", stream, answer)

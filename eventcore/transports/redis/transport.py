@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("eventcore.redis")
 
-#: the socket timeout of a client built from a URL: above the block time
-_SOCKET_TIMEOUT = 15.0
 #: how long opening may take to connect (s)
 _CONNECT_TIMEOUT = 5.0
 
@@ -183,7 +181,9 @@ class RedisTransport:
         try:
             return aioredis.Redis.from_url(
                 self.url,
-                socket_timeout=_SOCKET_TIMEOUT,
+                # no socket timeout: redis-py would wrap every command in a task
+                # (asyncio.wait_for); the transport bounds its own calls instead
+                socket_timeout=None,
                 socket_connect_timeout=_CONNECT_TIMEOUT,
                 health_check_interval=10,
                 client_name=f"eventcore-{self.group}",
