@@ -227,6 +227,7 @@ class EventcoreNats(NatsBase):
         bus = self.bus = Dispatcher(transport=transport)
         if self.keyed:
             bus.configure(Order, key=key_of)
+
         async def handle(event: Order) -> None:
             sink(event.sent)
 
@@ -364,6 +365,7 @@ class EventcoreRedis(RedisBase):
         bus = self.bus = Dispatcher(transport=transport)
         if self.keyed:
             bus.configure(Order, key=key_of)
+
         async def handle(event: Order) -> None:
             sink(event.sent)
 
