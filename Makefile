@@ -72,11 +72,13 @@ bench-wire: $(STAMP)
 # bench/out/nats.json, cProfile reports in bench/out/nats-profile-*.txt.
 bench-nats: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.nats_transport --profile
+	$(BIN)/python -m bench.service nats --profile
 
 # The Redis Streams transport beside raw redis-py and FastStream (< 1 min; needs the
 # Redis at 127.0.0.1:6379 or EVENTCORE_REDIS_URL): bench/out/redis.json.
 bench-redis: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.redis_transport
+	$(BIN)/python -m bench.service redis --profile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist
