@@ -1,6 +1,7 @@
-"""Regression tests of issue 20's transport defects (NATS and Redis), each of which
-failed before its fix. The numbers are the issue's; the cluster's (7) are in
-``test_nats_cluster.py``.
+"""Regression tests of issue 20's defects on NATS and Redis, each of which failed
+before its fix. The numbers are the issue's; the cluster's (7) are in
+``test_nats_cluster.py``; 1, 2 and 3 are the core's side (routing, pumps, the
+publish deadline) seen through a broker.
 
 Bounds (``fail_after``) only guard against hangs: a defect that made something
 wait out ``fetch_wait`` or ``ack_wait`` is made to wait far longer than the bound.
@@ -23,6 +24,8 @@ from eventcore import (
     Dispatcher,
     EventcoreError,
     InvalidConfiguration,
+    Overflow,
+    PublishTimeout,
     PublishUnconfirmed,
     QueueFull,
 )
@@ -333,3 +336,152 @@ async def test_a_nats_publisher_need_not_repeat_the_consumers_settings(make: Any
         async with consumer, publisher:
             await publisher.publish(Job(1))
             await until(lambda: seen == [1])
+
+
+# -- 1: a handler of a routed base class gets the subclasses' events --------------------
+
+
+@event("tests.regressions.base")
+@dataclass(frozen=True)
+class Base:
+    n: int
+
+
+@event("tests.regressions.derived")
+@dataclass(frozen=True)
+class Derived(Base):
+    pass
+
+
+async def _a_base_handler_sees_a_subclass(consumer: Dispatcher, publisher: Dispatcher) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def handle(event: Base) -> None:
+        seen.append((type(event).__name__, event.n))
+
+    consumer.subscribe(Base, handle)
+    publisher.configure(Base)
+    with anyio.fail_after(LIMIT):
+        async with consumer, publisher:
+            assert await publisher.publish(Derived(1))
+            assert await publisher.publish(Base(2))
+            await until(lambda: len(seen) == 2)
+    assert sorted(seen) == [("Base", 2), ("Derived", 1)]
+
+
+async def test_a_nats_handler_of_a_routed_base_class_gets_its_subclasses(make: Any) -> None:
+    # a Derived went to its own stream, which no process of the group read
+    await _a_base_handler_sees_a_subclass(
+        Dispatcher(transport=make()), Dispatcher(transport=make())
+    )
+
+
+async def test_a_redis_handler_of_a_routed_base_class_gets_its_subclasses(
+    redis_url: str, prefix: str
+) -> None:
+    await _a_base_handler_sees_a_subclass(
+        Dispatcher(transport=RedisTransport(redis_url, group="g", prefix=prefix)),
+        Dispatcher(transport=RedisTransport(redis_url, group="g", prefix=prefix)),
+    )
+
+
+# -- 2: a route that fails to set up never cancels the user's body ----------------------
+
+
+@event("tests.regressions.local")
+@dataclass(frozen=True)
+class Local:
+    n: int
+
+
+async def test_a_route_configured_at_run_time_to_an_unreachable_broker_cancels_nothing() -> None:
+    bus = Dispatcher()
+    local: list[int] = []
+    bus.subscribe(Local, lambda event: local.append(event.n))
+    bus.subscribe(Job, lambda job: None)
+    closed = NatsTransport(f"nats://127.0.0.1:{free_port()}", group="g", connect_timeout=1.0)
+    body_ended = False
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            bus.configure(Job, transport=closed)  # its pump cannot open the transport
+            await anyio.sleep(0.3)
+            with pytest.raises(EventcoreError):  # the publisher gets the error, typed
+                await bus.publish(Job(1))
+            await bus.publish(Local(1))  # the other types go on
+            await until(lambda: local == [1])
+            body_ended = True
+    assert body_ended
+
+
+async def test_a_redis_route_of_a_type_without_a_valid_name_cancels_nothing(
+    redis_url: str, prefix: str
+) -> None:
+    @dataclass(frozen=True)
+    class Nameless:  # its default name has "<locals>" in it: not a valid event name
+        n: int
+
+    bus = Dispatcher()
+    local: list[int] = []
+    bus.subscribe(Local, lambda event: local.append(event.n))
+    body_ended = False
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            bus.configure(Nameless, transport=RedisTransport(redis_url, group="g", prefix=prefix))
+            bus.subscribe(Nameless, lambda event: None)  # its pump fails to set it up
+            await anyio.sleep(0.3)
+            with pytest.raises(EventcoreError):
+                await bus.publish(Nameless(1))
+            await bus.publish(Local(1))
+            await until(lambda: local == [1])
+            body_ended = True
+    assert body_ended
+
+
+# -- 3: publish(timeout=) on a stalled broker; the overflow policy applies --------------
+
+
+async def test_publish_timeout_holds_on_a_stalled_nats_server(tmp_path: Path) -> None:
+    # it waited publish_timeout (5 s), whatever timeout= said
+    with private_nats(tmp_path) as server:
+        bus = Dispatcher(transport=NatsTransport(f"nats://127.0.0.1:{server.port}", group="g"))
+        bus.configure(Job)
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await bus.publish(Job(0))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                try:
+                    with pytest.raises((PublishUnconfirmed, PublishTimeout)), anyio.fail_after(3):
+                        await bus.publish(Job(1), timeout=0.3)
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def test_drop_newest_and_timeout_hold_on_a_stalled_redis(tmp_path: Path) -> None:
+    # it waited 15 s, ignored DROP_NEWEST and raised the builtin ConnectionError
+    with private_redis(tmp_path) as server:
+        bus = Dispatcher(transport=RedisTransport(f"redis://127.0.0.1:{server.port}/0", group="g"))
+        bus.configure(Job, overflow=Overflow.DROP_NEWEST)
+        outcomes: list[object] = []
+
+        async def publish(n: int) -> None:
+            try:
+                outcomes.append(await bus.publish(Job(n), timeout=0.3))
+            except Exception as exc:
+                outcomes.append(exc)
+
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await bus.publish(Job(0))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                try:
+                    with anyio.fail_after(3):
+                        async with anyio.create_task_group() as group:
+                            group.start_soon(publish, 1)  # its pipeline leaves, stalls
+                            await anyio.sleep(0.05)
+                            group.start_soon(publish, 2)  # never leaves: dropped
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+    assert False in outcomes  # DROP_NEWEST applied to what never reached Redis
+    assert all(o is False or isinstance(o, PublishUnconfirmed) for o in outcomes), outcomes

@@ -83,11 +83,11 @@ class Pulls:
         self.arrived = asyncio.Event()
         self.next = 0
         #: nobody fetches any more (the pump stopped): what arrives goes back
-        self.abandoned = False
+        self.orphaned = False
 
     def give_back(self) -> None:
         """Nobody fetches any more: give back what is buffered and what arrives."""
-        self.abandoned = True
+        self.orphaned = True
         while self.buffer:
             self.buffer.popleft().settle(Verdict.SHUTDOWN)
 
@@ -136,7 +136,7 @@ class Consumer:
     async def fetch(self, event_type: type, room: int) -> list[tuple[Any, NatsReceipt]]:
         """Wait up to ``fetch_wait`` for messages; return at most *room* of them."""
         pulls = await self.pulls_of(event_type)
-        pulls.abandoned = False
+        pulls.orphaned = False
         try:
             return await self._fetch(pulls, room)
         except asyncio.CancelledError:  # the pump stopped: what was not handed over goes back
@@ -218,7 +218,7 @@ class Consumer:
         receipt = NatsReceipt(self.ledger, pulls.route, msg, delivered)
         self.ledger.hold(receipt, receipt)
         pulls.route.pending_of[msg.subject] = pending
-        if pulls.abandoned:
+        if pulls.orphaned:
             receipt.settle(Verdict.SHUTDOWN)
             return
         pulls.buffer.append(receipt)
