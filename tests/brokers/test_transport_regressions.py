@@ -289,6 +289,13 @@ async def test_a_redis_publish_retried_by_the_caller_keeps_its_dedup_id(
         def pipeline(self, *args: Any, **kwargs: Any) -> Any:
             return _FailingAfterWrite(super().pipeline(*args, **kwargs), self)
 
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            answer = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            if self.lose > 0 and args[0] in (b"EVALSHA", "EVALSHA"):  # a publish's answer
+                self.lose -= 1
+                raise ConnectionError("the answer was lost")
+            return answer
+
     client = Client.from_url(redis_url)
     assert isinstance(client, Client)
     transport = RedisTransport(group="g", prefix=prefix, dedup=60.0, client=client)
