@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from .common import partition_of, redact, require_asyncio, wire_name
 from .crew import Crew
-from .deadline import bounded, deadline_of, remaining
+from .deadline import answer_wait, deadline_of, remaining
 from .errors import BrokerUnavailable, reason_of, refused_send, unavailable, unconfirmed
 from .keepalive import KeepAlive
 from .ledger import Ledger, Settlement
@@ -47,7 +47,7 @@ __all__ = [
     "RetryIds",
     "Settlement",
     "Settler",
-    "bounded",
+    "answer_wait",
     "deadline_of",
     "partition_of",
     "reason_of",

@@ -14,13 +14,19 @@ def remaining(deadline: float | None) -> float | None:
     return max(0.0, deadline - anyio.current_time())
 
 
-def bounded(limit: float, deadline: float | None) -> tuple[float, bool]:
-    """The wait allowed: the smaller of the transport's *limit* and what is left
-    until *deadline*, and whether the deadline is what bounds it."""
+#: the least wait for an answer once a write left, whatever remains of its deadline:
+#: a write sent just before the deadline is answered (full, stored) rather than
+#: left unconfirmed because no answer could come in a microsecond
+ANSWER_FLOOR = 0.25
+
+
+def answer_wait(limit: float, deadline: float | None) -> float:
+    """How long to wait for the answer to a write that leaves now: the transport's
+    *limit*, shortened by the deadline, but not below :data:`ANSWER_FLOOR`."""
     left = remaining(deadline)
-    if left is not None and left < limit:
-        return left, True
-    return limit, False
+    if left is None:
+        return limit
+    return min(limit, max(left, ANSWER_FLOOR))
 
 
 def deadline_of(timeout: float | None) -> float | None:

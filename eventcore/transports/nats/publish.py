@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import TransportError
 from ..._wire.codec import Codec
-from .._kit import RetryIds, bounded, partition_of, refused_send, unconfirmed
+from .._kit import RetryIds, answer_wait, partition_of, refused_send, remaining, unconfirmed
 from .._kit.retries import Attempt
 from .._kit.tracecontext import current_traceparent
 from .layout import Route
@@ -143,11 +143,12 @@ class Publisher:
         :raises QueueFull: not connected, or the deadline passed before the write left
         :raises PublishUnconfirmed: no answer in time (the write may be stored)
         """
-        wait, _ = bounded(self.settings.publish_timeout, deadline)
         if not self.nc.is_connected:
             raise refused_send(event_type, "NATS is unreachable (reconnecting)")
-        if wait <= 0:
+        left = remaining(deadline)
+        if left is not None and left <= 0:
             raise refused_send(event_type, "its publish deadline passed before the write")
+        wait = answer_wait(self.settings.publish_timeout, deadline)
         token = str(next(self._tokens))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[token] = (future, event_type, headers["Nats-Msg-Id"])

@@ -23,7 +23,15 @@ from typing import Any
 
 import anyio
 
-from .._kit import RetryIds, partition_of, redact, refused_send, remaining, unconfirmed
+from .._kit import (
+    RetryIds,
+    answer_wait,
+    partition_of,
+    redact,
+    refused_send,
+    remaining,
+    unconfirmed,
+)
 from .._kit.tracecontext import current_traceparent
 from .client import CONNECTION_ERRORS, NoScriptError, ResponseError
 from .layout import create_groups
@@ -231,12 +239,12 @@ class Publisher:
 
     @staticmethod
     def _bound(batch: Batch, todo: list[int]) -> float | None:
-        """How long one pipeline may take: until the latest deadline among *todo*
-        (None when one of them has none: the client's socket timeout bounds it)."""
+        """How long one pipeline may take: until the latest deadline among *todo*, at
+        least ``ANSWER_FLOOR`` (None when one of them has none: ``RECONNECT_FOR``)."""
         deadlines = [item.deadline for i in todo if (item := batch.items[i]) is not None]
         if not deadlines or any(d is None for d in deadlines):
             return None
-        return remaining(max(d for d in deadlines if d is not None))
+        return answer_wait(RECONNECT_FOR, max(d for d in deadlines if d is not None))
 
     def _expire(self, batch: Batch, todo: list[int]) -> list[int]:
         """*todo* without the items whose deadline passed (answered now)."""
