@@ -33,7 +33,15 @@ from eventcore.transports.nats import NatsTransport
 from eventcore.transports.redis import RedisTransport
 from eventcore.wire import event
 
-from ._servers import NATS_URL, PrivateServer, free_port, private_nats, private_redis, require
+from ._servers import (
+    NATS_URL,
+    PrivateServer,
+    free_port,
+    private_nats,
+    private_redis,
+    require,
+    stopped,
+)
 from .nats_kit import nats_transports
 from .redis_support import raw_client, shared_redis, unique_prefix
 
@@ -189,6 +197,7 @@ async def test_a_stalled_nats_server_answers_send_within_its_deadline(tmp_path: 
                 await transport.send(Job, Job(1))
                 assert server.process is not None
                 os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
                 try:
                     with pytest.raises((PublishUnconfirmed, QueueFull)), anyio.fail_after(2.0):
                         await transport.send(Job, Job(2), deadline=anyio.current_time() + 0.3)
@@ -208,6 +217,7 @@ async def test_a_stalled_redis_answers_send_within_its_deadline_with_typed_error
                 await transport.send(Job, Job(1))
                 assert server.process is not None
                 os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
                 outcomes: list[BaseException] = []
 
                 async def publish(n: int) -> None:
@@ -457,6 +467,7 @@ async def test_publish_timeout_holds_on_a_stalled_nats_server(tmp_path: Path) ->
                 await bus.publish(Job(0))
                 assert server.process is not None
                 os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
                 try:
                     with pytest.raises((PublishUnconfirmed, PublishTimeout)), anyio.fail_after(3):
                         await bus.publish(Job(1), timeout=0.3)
@@ -482,6 +493,7 @@ async def test_drop_newest_and_timeout_hold_on_a_stalled_redis(tmp_path: Path) -
                 await bus.publish(Job(0))
                 assert server.process is not None
                 os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
                 try:
                     with anyio.fail_after(3):
                         async with anyio.create_task_group() as group:

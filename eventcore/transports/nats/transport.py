@@ -252,8 +252,11 @@ class NatsTransport:
             except Exception as exc:  # nothing to close
                 logger.debug("closing a failed NATS connection: %s", exc)
         told = [e for e in errors if not isinstance(e, nats.errors.NoServersError)]
+        said = [e for e in told if isinstance(e, nats.errors.Error)]  # the server's words
         reason: BaseException | str = (
-            told[-1] if told else f"no answer within connect_timeout={s.connect_timeout} s"
+            (said or told)[-1]
+            if told
+            else f"no answer within connect_timeout={s.connect_timeout} s"
         )
         raise unavailable("NATS", where, reason, "connecting") from None
 
