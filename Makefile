@@ -88,11 +88,13 @@ bench-wire: $(STAMP)
 # bench/out/nats.json, cProfile reports in bench/out/nats-profile-*.txt.
 bench-nats: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.nats_transport --profile
+	$(BIN)/python -m bench.service nats --profile
 
 # The Redis Streams transport beside raw redis-py and FastStream (< 1 min; needs the
 # Redis at 127.0.0.1:6379 or EVENTCORE_REDIS_URL): bench/out/redis.json.
 bench-redis: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.redis_transport
+	$(BIN)/python -m bench.service redis --profile
 
 # Coverage-guided fuzzing under atheris (fuzz/): FUZZ_SECONDS for all targets together
 # (default 10 min); new inputs and crashes in fuzz/out/, the figures in fuzz/out/summary.json.

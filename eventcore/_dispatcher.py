@@ -202,9 +202,7 @@ class Dispatcher:
     def _subscription_ended(self, subscription: Subscription[Any]) -> None:
         self._registry.remove(subscription)
         self._states.subscriptions_changed(subscription.event_type)
-        state = self._states.get(subscription.event_type)
-        if state is not None and state.pump is not None:
-            self._routes.repump(state)  # stop fetching what nobody here handles
+        self._routes.repump_family(subscription.event_type)  # stop what nobody here handles
 
     def subscriptions(self) -> tuple[Subscription[Any], ...]:
         """Every active subscription, in subscription order."""

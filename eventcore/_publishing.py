@@ -35,6 +35,7 @@ from ._run import Run
 from ._slot import WorkerSlot
 from ._state import TypeState
 from ._states import TypeStates
+from ._transport import takes_deadline
 from ._types import DropReason, E
 from ._waits import begin_wait, end_wait
 
@@ -135,7 +136,7 @@ class Publisher:
                 return False
             state, item = prepared
             if state.route is not None:
-                return await self._send(state, item, timeout)
+                return await self._send(state, item, timeout, principal)
             if state.queue.full():
                 return await self._put_full(state, item, timeout)
             self._states.enqueue(state, item)
@@ -397,18 +398,31 @@ class Publisher:
         state.counts.refuse()
         raise self._queue_full(state, "its overflow policy is RAISE")
 
-    async def _send(self, state: TypeState, item: object, timeout: float | None) -> bool:
-        """Publish a routed event: a durable send; a full broker follows the policy."""
+    async def _send(
+        self,
+        state: TypeState,
+        item: object,
+        timeout: float | None,
+        principal: Hashable | _Unset | None = UNSET,
+    ) -> bool:
+        """Publish a routed event: a durable send within the publish's deadline; a
+        full, unreachable or stalled broker follows the overflow policy."""
         event = item.event if isinstance(item, Envelope) else item
         deadline = None if timeout is None else anyio.current_time() + timeout
         routes = self._routes
         route = state.route
         if not routes.is_open(route):
             await routes.open(route)
+        extra: dict[str, Any] = {}
+        if takes_deadline(route):
+            who = current_principal() if principal is UNSET else principal
+            # the envelope carries a principal that is a JSON value; others stay local
+            wire = who if isinstance(who, (str, int, float, bool)) else None
+            extra = {"deadline": deadline, "principal": wire}
         overflow = state.queue.overflow
         while True:
             try:
-                await state.route.send(state.event_type, event)
+                await state.route.send(state.event_type, event, **extra)
             except QueueFull:
                 if overflow is Overflow.BLOCK:
                     if deadline is not None and anyio.current_time() >= deadline:

@@ -11,7 +11,7 @@ import anyio.abc
 
 from ._delivery import Reporter
 from ._envelope import NO_KEY, Envelope
-from ._errors import InvalidEvent
+from ._errors import EventcoreError, InvalidEvent, TransportError
 from ._run import Phase, Run
 from ._state import TypeState
 from ._states import TypeStates
@@ -59,7 +59,14 @@ class Routes:
             self._opening = anyio.Lock()
         async with self._opening:  # a pump and a publisher may both need it first
             if id(transport) not in self._opened:
-                await open_transport(transport, self._owner)
+                try:
+                    await open_transport(transport, self._owner)
+                except EventcoreError:
+                    raise
+                except Exception as exc:  # a transport of another library's
+                    raise TransportError(
+                        f"opening the transport {transport!r} failed: {type(exc).__name__}: {exc}"
+                    ) from exc
                 self._opened[id(transport)] = transport
 
     async def close(self) -> None:
@@ -75,12 +82,12 @@ class Routes:
     # -- pumps -------------------------------------------------------------------------
 
     def start(self, pumps: anyio.abc.TaskGroup) -> None:
-        """Run pumps in *pumps*; start fetching every routed type that has subscriptions."""
+        """Run pumps in *pumps*; start fetching every routed type that has subscriptions
+        (and the routed subclasses of each: see :meth:`start_pump`)."""
         self._pumps = pumps
         types = {sub.event_type for sub in self._states.registry.all()}
         for event_type in types:
-            if self._states.route_of(event_type) is not None:
-                self.start_pump(event_type)
+            self.start_pump(event_type)
 
     def stop(self) -> None:
         """Fetch nothing more (shutdown began)."""
@@ -92,11 +99,24 @@ class Routes:
         self._pumps = None
 
     def start_pump(self, event_type: type) -> None:
-        """Fetch *event_type*'s events from its transport, if it is routed and running."""
+        """Fetch *event_type*'s events from its transport, if it is routed and running,
+        and those of its subclasses known in this process: a routed event travels on
+        its own class's stream, so a handler of a base class reads the streams of the
+        subclasses too (routing by the class hierarchy, as in memory)."""
         if self._pumps is None or self._run.phase is not Phase.RUNNING:
             return
         states = self._states
-        self.repump(states.get(event_type) or states.new_state(event_type))
+        for klass in routed_family(event_type):
+            if states.route_of(klass) is not None:
+                self.repump(states.get(klass) or states.new_state(klass))
+
+    def repump_family(self, event_type: type) -> None:
+        """The subscriptions of *event_type* changed: stop the pumps of it and of its
+        subclasses that nobody here handles any more."""
+        for klass in routed_family(event_type):
+            state = self._states.get(klass)
+            if state is not None and state.pump is not None:
+                self.repump(state)
 
     def repump(self, state: TypeState) -> None:
         """Make *state*'s pump read its current route: stop a pump that reads another
@@ -128,8 +148,7 @@ class Routes:
         queue = state.queue
         with scope:
             try:
-                await self.open(route)
-                source = route.source(state.event_type)
+                source = await self._source(state, route)
                 while True:
                     if state.paused:  # fetch nothing while the type is paused
                         await state.resumption().wait()
@@ -163,6 +182,28 @@ class Routes:
             finally:
                 state.detach_pump(scope)
 
+    async def _source(self, state: TypeState, route: Any) -> Any:
+        """*route* opened and its source of *state*'s type; a failure is logged and
+        retried with a growing pause, never raised: it would cancel the dispatcher's
+        task groups, and with them the user's ``async with`` body and other types.
+        (A publisher of the type gets the error itself, typed.)"""
+        pause = _FETCH_RETRY
+        while True:
+            try:
+                await self.open(route)
+                return route.source(state.event_type)
+            except Exception as exc:
+                logger.error(
+                    "routing %s through %r failed (%s: %s); it is not fetched, retrying in %.2f s",
+                    state.event_type.__qualname__,
+                    route,
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                )
+            await anyio.sleep(pause)
+            pause = min(pause * 2, _FETCH_RETRY_MAX)
+
     def _key_or_reject(self, state: TypeState, event: Any, receipt: Any) -> Any:
         """The key of a fetched event (NO_KEY without a key function); a failing key
         function rejects the event instead (reported, dead-lettered, receipt rejected:
@@ -177,3 +218,18 @@ class Routes:
             self._reporter.handler_failed(event, key_function, exc)
             receipt.settle(Verdict.REJECTED)
             return _REJECTED
+
+
+def routed_family(event_type: type) -> list[type]:
+    """*event_type* and its subclasses defined so far (each once; ``object`` alone:
+    every class of the interpreter is not a family of events)."""
+    if event_type is object:
+        return [object]
+    family, todo = [event_type], [event_type]
+    while todo:
+        subclasses: list[type] = todo.pop().__subclasses__()
+        for sub in subclasses:
+            if sub not in family:
+                family.append(sub)
+                todo.append(sub)
+    return family

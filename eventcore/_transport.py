@@ -44,6 +44,7 @@ publish fast path, and an event without a receipt settles nothing.
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -119,14 +120,38 @@ class Transport(Protocol):
     async def send(self, event_type: type, event: Any) -> None:
         """Write *event* durably; return once the broker acknowledged it.
 
-        :raises QueueFull: the broker refused it for lack of room (the type's
-            overflow policy decides what ``publish`` does then)
+        A transport may also take the keyword arguments ``deadline`` (when the
+        publish must have returned, on ``anyio.current_time()``'s clock, or None)
+        and ``principal`` (who publishes, for the envelope); the dispatcher passes
+        them to a ``send`` that names them (see :func:`takes_deadline`).
+
+        :raises QueueFull: the broker refused it for lack of room, or did not take
+            it before the deadline (the type's overflow policy decides what
+            ``publish`` does then)
         """
         ...
 
     def source(self, event_type: type) -> Source:
         """The source of *event_type*'s events for this process's consumer group."""
         ...
+
+
+#: whether a transport class's send takes deadline= and principal=, by class
+_TAKES_DEADLINE: dict[type, bool] = {}
+
+
+def takes_deadline(transport: Any) -> bool:
+    """Whether *transport*'s ``send`` accepts ``deadline=`` and ``principal=`` (the
+    seam of the NATS and Redis transports; an older transport gets neither)."""
+    kind = type(transport)
+    known = _TAKES_DEADLINE.get(kind)
+    if known is None:
+        try:
+            parameters = inspect.signature(transport.send).parameters
+        except (TypeError, ValueError):
+            parameters = {}  # type: ignore[assignment]
+        known = _TAKES_DEADLINE[kind] = "deadline" in parameters and "principal" in parameters
+    return known
 
 
 async def open_transport(transport: Any, bus: Any) -> None:

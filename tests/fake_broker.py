@@ -1,10 +1,15 @@
-"""A broker in memory for the seam's tests: durable once ``send`` returns, a bounded
-backlog, fetches that never take more than the room they are given, and one
-receipt per fetched event that records its verdicts."""
+"""Brokers in memory for the seam's tests.
+
+* :class:`FakeBroker`: one stream, durable once ``send`` returns, a bounded
+  backlog, fetches that never take more than the room they are given, and one
+  receipt per fetched event that records its verdicts;
+* :class:`FakeHub`: streams per consumer group shared by several dispatchers, the
+  messages encoded as on the wire (the fake broker of the broker contract suite).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,3 +106,128 @@ class FakeBroker:
 
     def verdicts(self) -> Counter[Verdict]:
         return Counter(v for r in self.receipts for v in r.verdicts)
+
+
+# -- a broker of streams and consumer groups, for the broker contract suite -------------
+
+
+class _GroupStream:
+    """One consumer group's copy of a namespace's messages (encoded, as on the wire)."""
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity
+        self.pending: deque[bytes] = deque()
+        self.in_flight = 0
+        self.waiting: list[anyio.Event] = []
+
+    def full(self) -> bool:
+        return self.capacity is not None and len(self.pending) + self.in_flight >= self.capacity
+
+    def arrived(self) -> None:
+        for event in self.waiting:
+            event.set()
+        self.waiting.clear()
+
+
+class FakeHub:
+    """Streams in memory shared by the transports of several dispatchers (the
+    :class:`~tests.brokers.broker_contract.BrokerKit` of the fake broker): in each
+    namespace, every consumer group gets a copy of what is published (the group
+    ``publisher`` only publishes), kept until acknowledged; messages travel
+    encoded, so the wire's errors happen as on a real broker."""
+
+    def __init__(self) -> None:
+        self.spaces: dict[str, dict[str, _GroupStream]] = {}
+
+    def transport(self, namespace: str, group: str, *, capacity: int | None = None) -> Any:
+        space = self.spaces.setdefault(namespace, {})
+        if group != "publisher" and group not in space:
+            space[group] = _GroupStream(capacity)
+        return FakeGroupTransport(space, group, capacity)
+
+    async def write_raw(self, namespace: str, name: str, data: bytes) -> None:
+        for stream in self.spaces.get(namespace, {}).values():
+            stream.pending.append(data)
+            stream.arrived()
+
+    def cleanup(self, namespace: str) -> None:
+        self.spaces.pop(namespace, None)
+
+
+class _GroupReceipt:
+    def __init__(self, stream: _GroupStream, data: bytes) -> None:
+        self.stream = stream
+        self.data = data
+        self.settled = False
+
+    def settle(self, verdict: Verdict) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.stream.in_flight -= 1
+        if verdict is Verdict.SHUTDOWN:  # given back: redelivered first
+            self.stream.pending.appendleft(self.data)
+            self.stream.arrived()
+
+
+class FakeGroupTransport:
+    """One dispatcher's transport on a :class:`FakeHub` namespace, as *group*."""
+
+    def __init__(self, space: dict[str, _GroupStream], group: str, capacity: int | None) -> None:
+        self.space = space
+        self.group = group
+        self.capacity = capacity
+        self.bus: Any = None
+        self.codec: Any = None
+
+    async def open(self, bus: Any) -> None:
+        from eventcore.wire import Codec
+
+        self.bus, self.codec = bus, Codec.for_dispatcher(bus)
+
+    async def send(
+        self, event_type: type, event: Any, *, deadline: float | None = None, principal: Any = None
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        key_of = self.bus.config(event_type).key
+        key = None if key_of is None else key_of(event)
+        data = self.codec.encode(event, event_type=event_type, key=key, principal=principal)
+        streams = list(self.space.values())
+        if any(stream.full() for stream in streams):
+            raise QueueFull("the stream is full", event_type)
+        for stream in streams:
+            stream.pending.append(data)
+            stream.arrived()
+
+    def source(self, event_type: type) -> Any:
+        return _GroupSource(self, self.space[self.group], event_type)
+
+
+class _GroupSource:
+    def __init__(self, transport: FakeGroupTransport, stream: _GroupStream, event_type: type):
+        self.transport = transport
+        self.stream = stream
+        self.event_type = event_type
+
+    async def fetch(self, room: int) -> Sequence[tuple[Any, _GroupReceipt]]:
+        from eventcore import DeadLetter, DeadLetterReason
+        from eventcore.wire import WireError
+
+        stream, bus = self.stream, self.transport.bus
+        while True:
+            while not stream.pending:
+                arrived = anyio.Event()
+                stream.waiting.append(arrived)
+                await arrived.wait()
+            out: list[tuple[Any, _GroupReceipt]] = []
+            while stream.pending and len(out) < room:
+                data = stream.pending.popleft()
+                try:
+                    event = self.transport.codec.decode(data).event
+                except WireError as exc:
+                    bus.report_dead_letter(DeadLetter(data, DeadLetterReason.UNDECODABLE, exc))
+                    continue
+                stream.in_flight += 1
+                out.append((event, _GroupReceipt(stream, data)))
+            if out:
+                return out

@@ -19,6 +19,7 @@ from eventcore import (
     Receipt,
     Retry,
     Transport,
+    TransportError,
     Verdict,
 )
 from tests.fake_broker import FakeBroker, FakeReceipt, FakeSource, Job, Local
@@ -266,9 +267,10 @@ async def test_a_transport_is_opened_at_start_and_closed_after_the_last_settle()
 
 async def test_a_transport_that_cannot_open_fails_the_start() -> None:
     bus = Dispatcher(transport=LivingBroker(fail_open=True))
-    with pytest.raises(ConnectionRefusedError, match="no broker here"):
+    with pytest.raises(TransportError, match="no broker here") as caught:
         async with bus:
             pytest.fail("the body must not run")
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)  # kept as the cause
     assert not bus.running
 
 

@@ -4,5 +4,8 @@
 * :mod:`eventcore.transports.redis`: Redis Streams (``pip install "eventcore-py[redis]"``)
 
 Each is imported on its own, so ``import eventcore`` never needs a broker client.
-See ``eventcore._transport`` for the seam they implement.
+See ``eventcore._transport`` for the seam they implement, and
+``eventcore.transports._kit`` for what they share.
 """
+
+from ._kit.errors import BrokerUnavailable as BrokerUnavailable

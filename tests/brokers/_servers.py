@@ -10,6 +10,7 @@ shared ones.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -124,3 +125,15 @@ def private_redis(directory: Path) -> PrivateServer:
         ],
         directory,
     )  # fmt: skip
+
+
+def all_stopped(pid: int) -> bool:
+    """Whether every thread of *pid* is stopped (a signal reaches them lazily)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return all((t / "stat").read_text().split(") ", 1)[1][0] == "T" for t in tasks)
+
+
+async def stopped(pid: int) -> None:
+    """Wait until the SIGSTOP sent to *pid* took hold."""
+    while not await asyncio.to_thread(all_stopped, pid):  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.01)

@@ -1,13 +1,17 @@
 """The broker contract suite (``broker_contract.py``), one suite parametrized by
-transport: NATS JetStream and Redis Streams, on asyncio and uvloop, against the
+transport: the fake broker (streams per group in memory, messages encoded as on
+the wire), NATS JetStream and Redis Streams, on asyncio and uvloop, against the
 machine's servers (skipped with a message when one does not answer, failed under
-``CI=true``)."""
+``CI=true``). The in-memory transport (no broker) keeps the same promises in one
+process: tests/contract (docs/CONTRACT.md has the table)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.fake_broker import FakeHub
 
 from . import broker_contract
 from ._servers import NATS_URL, require
@@ -16,9 +20,11 @@ from .nats_kit import NatsKit
 from .redis_support import RedisKit, shared_redis
 
 
-@pytest.fixture(params=["nats", "redis"])
+@pytest.fixture(params=["fake", "nats", "redis"])
 def kit(request: pytest.FixtureRequest) -> BrokerKit:
     """Fresh transports of one broker, each example in a namespace of its own."""
+    if request.param == "fake":
+        return FakeHub()
     if request.param == "redis":
         return RedisKit(shared_redis())
     url = urlsplit(NATS_URL)

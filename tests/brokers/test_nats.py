@@ -547,7 +547,7 @@ async def test_events_queued_when_the_type_is_unsubscribed_go_back_to_the_group(
         async with other:
             await until(lambda: len(later) == 19)
     assert handled == [0]
-    assert sorted(later) == list(range(1, 20))
+    assert sorted(later) == list(range(1, 20)), repr(later)
 
 
 async def test_a_refused_write_to_one_of_two_groups_is_completed_without_copies(

@@ -24,7 +24,7 @@ from eventcore import Dispatcher, PublishUnconfirmed
 from eventcore.transports.nats import NatsTransport
 
 from ._history import check
-from ._servers import PrivateServer, private_nats
+from ._servers import PrivateServer, private_nats, stopped
 from .nats_worker import Job, Other, options, transport
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,18 +208,6 @@ def test_a_slow_consumer_holds_the_publisher_back(server: PrivateServer, tmp_pat
     assert rss[-1] - rss[len(rss) // 5] < 8 * 1024, rss  # kB: flat after warming up
     report = check(map(str, range(1500)), worker.started())
     assert not report.lost, str(report)
-
-
-def all_stopped(pid: int) -> bool:
-    """Whether every thread of *pid* is stopped (a signal reaches them lazily)."""
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    return all((t / "stat").read_text().split(") ", 1)[1][0] == "T" for t in tasks)
-
-
-async def stopped(pid: int) -> None:
-    """Wait until the SIGSTOP sent to *pid* took hold."""
-    while not await asyncio.to_thread(all_stopped, pid):  # noqa: ASYNC110 - another process
-        await asyncio.sleep(0.01)
 
 
 def test_an_unconfirmed_or_cancelled_publish_is_safe_to_retry(

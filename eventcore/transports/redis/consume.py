@@ -1,5 +1,6 @@
-"""The consuming side of the Redis transport: one source per routed type (claimed
-entries, own pending ones, new ones; the leases of keyed types) and its receipts."""
+"""The consuming side of the Redis transport: one source per routed type (entries
+claimed from crashed consumers, this consumer's own pending ones, then new ones;
+the leases of keyed types) and its receipts."""
 
 from __future__ import annotations
 
@@ -9,22 +10,25 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._deadletters import DeadLetter, DeadLetterReason
-from .._errors import EventcoreError
-from .._transport import Verdict
-from .._wire.errors import DecodeError, WireError
-from ._redis_client import CONNECTION_ERRORS, ResponseError, id_order, message, replies
-from ._tracecontext import handler_context
+import anyio
 
-if TYPE_CHECKING:
-    from .redis import RedisTransport
+from ..._deadletters import DeadLetter, DeadLetterReason
+from ..._errors import EventcoreError, TransportError
+from ..._transport import Verdict
+from ..._wire.errors import DecodeError, WireError
+from .._kit.tracecontext import handler_context
+from .client import CONNECTION_ERRORS, ResponseError, id_order, message, replies
+from .layout import Leases, create_groups
+from .settings import Counters, Session
 
 logger = logging.getLogger("eventcore.redis")
 
 #: how long one XREADGROUP blocks on the server (ms); fetch loops until it has entries
 BLOCK_MS = 1000
+#: how long one read may wait for Redis before it counts as a lost connection (s)
+STALLED = 15.0
 
 
 class GroupVanished(EventcoreError, RuntimeError):
@@ -33,40 +37,67 @@ class GroupVanished(EventcoreError, RuntimeError):
     unless the transport was made with ``recreate_group=True``."""
 
 
-class Receipt:
-    """One fetched entry; ``settle`` queues its XACK (and dead letter) on the transport."""
+class RedisReceipt:
+    """One fetched entry; ``settle`` queues its XACK (and dead letter) for the settler."""
 
-    __slots__ = ("context", "data", "deliveries", "entry", "source", "stream")
+    __slots__ = (
+        "context",
+        "counters",
+        "data",
+        "deliveries",
+        "entry",
+        "event_type",
+        "ledger",
+        "stream",
+    )
 
     def __init__(
         self,
-        source: RedisSource,
+        session: Session,
+        event_type: type,
         stream: str,
         entry: bytes,
         data: bytes,
         deliveries: int,
-        context: contextvars.Context | None,
     ) -> None:
-        self.source = source
+        self.ledger = session.ledger
+        self.counters = session.counters[event_type]
+        self.event_type = event_type
         self.stream = stream
         self.entry = entry
         self.data = data
         self.deliveries = deliveries
-        self.context = context
+        self.context: contextvars.Context | None = None
 
     def settle(self, verdict: Verdict) -> None:
         """Queue the entry's XACK (HANDLED, FAILED), its dead letter (FAILED,
-        REJECTED), or leave it pending (SHUTDOWN)."""
-        self.source.transport._settle(self, verdict)
+        REJECTED), or leave it pending (SHUTDOWN: re-read at restart, or claimed)."""
+        if verdict is Verdict.SHUTDOWN:
+            if self.ledger.holds((self.stream, self.entry)):
+                self.counters.nacked += 1
+            self.ledger.drop((self.stream, self.entry))
+            return
+        note = (
+            ""
+            if verdict is Verdict.HANDLED
+            else "handler_failed"
+            if verdict is Verdict.FAILED
+            else "rejected"
+        )
+        self.ledger.settle((self.stream, self.entry), verdict, note)
+
+    def reject(self, why: str) -> None:
+        """Dead-letter the entry on Redis (in one script with its XACK)."""
+        self.ledger.settle((self.stream, self.entry), Verdict.REJECTED, why)
 
 
 class RedisSource:
     """One routed type's entries for this consumer: claimed, own pending, then new."""
 
-    def __init__(self, transport: RedisTransport, event_type: type) -> None:
-        self.transport = transport
+    def __init__(self, session: Session, event_type: type) -> None:
+        self.session = session
         self.event_type = event_type
-        self.streams = transport.streams_of(event_type)
+        self.streams = session.streams(event_type)
         self.ready = False
         #: the streams whose own pending entries are still to be re-read, and where
         self.pending: list[str] = []
@@ -75,144 +106,70 @@ class RedisSource:
         #: where XAUTOCLAIM's scan of each stream's pending entries goes on
         self.claim_cursors: dict[str, bytes] = {}
         self.turn = 0
-        bus = transport._bus
+        keyed = session.bus.config(event_type).key is not None
         #: keyed: each stream is read by one consumer of the group at a time (a lease)
-        self.leased = bus is not None and bus.config(event_type).key is not None
-        #: the streams whose lease this consumer holds (keyed types)
-        self.owned: list[str] = []
-        #: owned streams being given up: not read any more, released once settled
-        self.leaving: list[str] = []
+        self.leases = Leases(session, self.streams) if keyed else None
 
     def readable(self) -> list[str]:
         """The streams this consumer reads now."""
-        return self.owned if self.leased else self.streams
-
-    def _lease(self, stream: str) -> str:
-        return f"{self.transport.prefix}:lease:{self.transport.group}:{stream}"
+        return self.streams if self.leases is None else self.leases.owned
 
     async def rebalance(self) -> None:
-        """Keep this consumer's fair share of the keyed type's stream leases.
-
-        Live consumers announce themselves in a sorted set; each holds at most
-        ``ceil(streams / consumers)`` leases, renewed here, taken when free (with
-        every entry still pending in the stream, so that they are handled first, in
-        order) and given up when the share shrinks, once nothing read from the
-        stream is in flight.
-        """
-        transport = self.transport
-        redis, me = transport._redis, transport.consumer
-        ms = int(transport.claim_idle * 1000)
-        members = f"{transport.prefix}:members:{transport.group}:{self.streams[0]}"
-        now = int(time.time() * 1000)
-        pipe = redis.pipeline(transaction=False)
-        pipe.zadd(members, {me: now})
-        pipe.zremrangebyscore(members, "-inf", now - ms)
-        pipe.zcard(members)
-        pipe.pexpire(members, ms * 4)
-        _, _, alive, _ = await pipe.execute()
-        share = -(-len(self.streams) // max(1, int(alive)))
-        for stream in list(self.owned) + list(self.leaving):
-            if not await redis.evalsha(transport._shas["renew"], 1, self._lease(stream), me, ms):
-                logger.warning("lost the lease of %s (this process was too slow)", stream)
-                for held in (self.owned, self.leaving):
-                    if stream in held:
-                        held.remove(stream)
-        for stream in list(self.leaving):
-            if not any(s == stream for s, _ in transport._in_flight):
-                await redis.evalsha(transport._shas["release"], 1, self._lease(stream), me)
-                self.leaving.remove(stream)
-        while len(self.owned) > share:
-            self.leaving.append(self.owned.pop())
-        for stream in self.streams:
-            if len(self.owned) >= share:
-                break
-            if stream in self.owned or stream in self.leaving:
-                continue
-            if await redis.set(self._lease(stream), me, nx=True, px=ms):
-                # everything still pending there becomes this consumer's, read first
-                start: Any = "0-0"
-                while True:
-                    reply = await redis.xautoclaim(
-                        stream, transport.group, me, 0, start, count=1000
-                    )
-                    start = reply[0]
-                    if start in (b"0-0", "0-0"):
-                        break
-                self.owned.append(stream)
-                if stream not in self.pending:
-                    self.pending.append(stream)
-
-    async def release(self) -> None:
-        """Give up every lease (at close: the other consumers take over at once)."""
-        for stream in self.owned + self.leaving:
-            await self.transport._redis.evalsha(
-                self.transport._shas["release"], 1, self._lease(stream), self.transport.consumer
-            )
-        self.owned.clear()
-        self.leaving.clear()
+        """Keep this consumer's share of a keyed type's leases (see :class:`Leases`);
+        what it takes is read from its pending entries first."""
+        if self.leases is None:
+            return
+        for stream in await self.leases.rebalance():
+            if stream not in self.pending:
+                self.pending.append(stream)
 
     def __repr__(self) -> str:
-        return f"<Redis source {self.streams[0]} group={self.transport.group!r}>"
+        return f"<Redis source {self.streams[0]} group={self.session.settings.group!r}>"
 
     async def _create_groups(self, *, again: bool = False) -> None:
-        redis, group = self.transport._redis, self.transport.group
-        for stream in self.streams:
-            try:
-                await redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            else:
-                if again:
-                    logger.warning(
-                        "recreated the consumer group %r of %s from its start (0): events "
-                        "already handled may be handled again",
-                        group,
-                        stream,
-                    )
+        await create_groups(self.session, self.streams, [self.session.settings.group], again=again)
         self.pending, self.cursor = list(self.streams), b"0"
         self.ready = True
-        if self.leased:
+        if self.leases is not None:
             self.pending = []  # re-read where a lease is held (taking one claims all)
             await self.rebalance()
 
-    def _vanished(self, exc: ResponseError) -> bool:
-        return "NOGROUP" in str(exc)
-
-    async def fetch(self, room: int) -> Sequence[tuple[Any, Receipt]]:
+    async def fetch(self, room: int) -> Sequence[tuple[Any, RedisReceipt]]:
         """Wait for entries and return at most *room* of them: entries claimed from
         dead consumers, then this consumer's own pending ones, then new ones.
 
         :raises GroupVanished: the group is gone and ``recreate_group`` is off
         """
-        transport = self.transport
-        if transport._redis is None:
-            raise ConnectionError("the Redis transport is closed")
+        session = self.session
+        if session.redis is None:
+            raise TransportError("the Redis transport is closed")
         if not self.ready:
             await self._create_groups()
         while True:
             try:
-                found = await self._read(room)
-            except CONNECTION_ERRORS:
+                with anyio.fail_after(STALLED):
+                    found = await self._read(room)
+            except (TimeoutError, *CONNECTION_ERRORS):
                 # a read may have reached Redis and its reply been lost: those entries
                 # are pending here, unseen; read this consumer's pending entries first
                 self.pending, self.cursor = list(self.readable()), b"0"
                 raise
             except ResponseError as exc:
-                if not self._vanished(exc):
+                if "NOGROUP" not in str(exc):
                     raise
-                if not transport.recreate_group:
+                group = session.settings.group
+                if not session.settings.recreate_group:
                     raise GroupVanished(
-                        f"the consumer group {transport.group!r} of {self.streams} is gone "
+                        f"the consumer group {group!r} of {self.streams} is gone "
                         "(Redis restarted without persistence, or the key was deleted): "
                         "events may have been lost. It is not recreated by itself (at $ it "
                         "would skip events); recreate it from 0 with XGROUP CREATE <stream> "
-                        f"{transport.group} 0 MKSTREAM, or pass recreate_group=True"
+                        f"{group} 0 MKSTREAM, or pass recreate_group=True"
                     ) from None
                 logger.error(
                     "the consumer group %r of %s vanished (Redis restarted without "
                     "persistence, or the key was deleted): recreating it from 0",
-                    transport.group,
+                    group,
                     self.streams,
                 )
                 await self._create_groups(again=True)
@@ -222,7 +179,7 @@ class RedisSource:
             except BaseException:
                 # not handed over: read them again from this consumer's pending entries
                 for stream, entry, _, _ in found:
-                    transport._in_flight.pop((stream, entry), None)
+                    session.ledger.drop((stream, entry))
                 self.pending, self.cursor = list(self.readable()), b"0"
                 raise
             if batch:
@@ -230,15 +187,18 @@ class RedisSource:
 
     async def _read(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
         """(stream, entry id, message or None if deleted, deliveries), at most *room*."""
-        transport = self.transport
-        redis, group, me = transport._redis, transport.group, transport.consumer
+        session = self.session
+        redis, group, me = session.redis, session.settings.group, session.consumer
+        ledger = session.ledger
         now = time.monotonic()
-        if not self.leased and now >= self.claim_at:
-            self.claim_at = now + transport.claim_idle / 2
+        if self.leases is None and now >= self.claim_at:
+            self.claim_at = now + session.settings.claim_idle / 2
             claimed = await self._claim(room)
             if claimed:
                 return claimed
-        while self.pending and self.leased and self.pending[0] not in self.owned:
+        while (
+            self.pending and self.leases is not None and self.pending[0] not in self.leases.owned
+        ):
             self.pending.pop(0)
             self.cursor = b"0"
         if self.pending:  # own pending entries first: left by a crash or a shutdown
@@ -248,7 +208,7 @@ class RedisSource:
             entries = [e for _, es in replies(reply) for e in es]
             for entry, fields in entries:
                 self.cursor = entry
-                if (stream, entry) not in transport._in_flight:
+                if not ledger.holds((stream, entry)):
                     found.append((stream, entry, message(fields)))
             if not entries:  # this stream's pending entries are done: the next one
                 self.pending.pop(0)
@@ -281,24 +241,24 @@ class RedisSource:
 
     async def _claim(self, room: int) -> list[tuple[str, bytes, bytes | None, int]]:
         """Claim entries idle past ``claim_idle`` in other consumers (crashed ones)."""
-        transport = self.transport
-        idle = int(transport.claim_idle * 1000)
+        session = self.session
+        idle = int(session.settings.claim_idle * 1000)
         found: list[tuple[str, bytes, bytes | None]] = []
         for stream in self.streams:
             left = room - len(found)
             if left <= 0:
                 break
-            reply = await transport._redis.xautoclaim(
+            reply = await session.redis.xautoclaim(
                 stream,
-                transport.group,
-                transport.consumer,
+                session.settings.group,
+                session.consumer,
                 idle,
                 self.claim_cursors.get(stream, b"0-0"),
                 count=left,
             )
             self.claim_cursors[stream] = reply[0]  # where the next scan goes on
             for entry, fields in reply[1]:
-                if (stream, entry) not in transport._in_flight:
+                if not session.ledger.holds((stream, entry)):
                     found.append((stream, entry, message(fields)))
         if found:
             logger.info("claimed %d idle entries of %s", len(found), self.streams[0])
@@ -309,19 +269,19 @@ class RedisSource:
         self, found: list[tuple[str, bytes, bytes | None]]
     ) -> list[tuple[str, bytes, bytes | None, int]]:
         """*found* with each entry's delivery count (XPENDING)."""
-        transport = self.transport
+        session = self.session
         counts: dict[tuple[str, bytes], int] = {}
         by_stream: dict[str, list[bytes]] = defaultdict(list)
         for stream, entry, _ in found:
             by_stream[stream].append(entry)
         for stream, entries in by_stream.items():
-            rows = await transport._redis.xpending_range(
+            rows = await session.redis.xpending_range(
                 stream,
-                transport.group,
+                session.settings.group,
                 min=min(entries, key=id_order),
                 max=max(entries, key=id_order),
                 count=len(entries) + 64,
-                consumername=transport.consumer,
+                consumername=session.consumer,
             )
             for row in rows:
                 counts[(stream, row["message_id"])] = int(row["times_delivered"])
@@ -329,30 +289,21 @@ class RedisSource:
 
     def _decode(
         self, found: list[tuple[str, bytes, bytes | None, int]]
-    ) -> list[tuple[Any, Receipt]]:
-        transport = self.transport
-        codec, bus = transport._codec, transport._bus
-        assert codec is not None
-        assert bus is not None
-        counters = transport._counters[self.event_type]
-        batch: list[tuple[Any, Receipt]] = []
+    ) -> list[tuple[Any, RedisReceipt]]:
+        session = self.session
+        codec, bus, ledger = session.codec, session.bus, session.ledger
+        counters: Counters = session.counters[self.event_type]
+        max_deliver = session.settings.max_deliver
+        batch: list[tuple[Any, RedisReceipt]] = []
         for stream, entry, data, deliveries in found:
-            transport._in_flight[(stream, entry)] = time.monotonic()
-            receipt = Receipt(self, stream, entry, data or b"", deliveries, None)
+            receipt = RedisReceipt(
+                session, self.event_type, stream, entry, data or b"", deliveries
+            )
+            ledger.hold((stream, entry), receipt)
             if deliveries > 1:
                 counters.redelivered += 1
             if data is None:  # deleted while pending: nothing to handle
-                transport._settle(receipt, Verdict.HANDLED)
-                continue
-            if deliveries > transport.max_deliver:
-                try:
-                    undelivered: Any = codec.decode(data).event
-                except WireError:
-                    undelivered = data
-                bus.report_dead_letter(
-                    DeadLetter(undelivered, DeadLetterReason.DELIVERY_LIMIT, attempts=deliveries)
-                )
-                transport._dead(receipt, "delivery_limit")
+                receipt.settle(Verdict.HANDLED)
                 continue
             try:
                 envelope = codec.decode(data)
@@ -366,9 +317,18 @@ class RedisSource:
                     )
             except WireError as exc:
                 logger.error("undecodable entry %s %s: %s", stream, entry, exc)
-                bus.report_dead_letter(DeadLetter(data, DeadLetterReason.UNDECODABLE, exc))
-                transport._dead(receipt, f"undecodable: {exc.reason.value}")
+                bus.report_dead_letter(
+                    DeadLetter(data, DeadLetterReason.UNDECODABLE, exc, attempts=deliveries)
+                )
+                receipt.reject(f"undecodable: {exc.reason.value}")
                 continue
-            receipt.context = handler_context(envelope.traceparent)
+            if deliveries > max_deliver:  # this delivery only dead-letters it
+                bus.report_dead_letter(
+                    DeadLetter(event, DeadLetterReason.DELIVERY_LIMIT, attempts=deliveries - 1)
+                )
+                receipt.reject("delivery_limit")
+                continue
+            if envelope.traceparent is not None:
+                receipt.context = handler_context(envelope.traceparent)
             batch.append((event, receipt))
         return batch

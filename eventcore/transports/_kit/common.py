@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import InvalidConfiguration
+from ..._errors import InvalidConfiguration
 
 _encode = msgspec.json.Encoder().encode
 
@@ -48,3 +48,17 @@ def _redact_word(word: str) -> str:
         scheme, rest = "", word
     host = rest.rpartition("@")[2]
     return f"{scheme}{separator}***@{host}"
+
+
+def wire_name(event_type: type | str, names: Any = None) -> str:
+    """The name *event_type* travels under: a string as it is; a class by its
+    registration in *names* (a dispatcher's ``names``, when one is open), else by
+    its ``@event`` name, else ``module.QualName``."""
+    if isinstance(event_type, str):
+        return event_type
+    if names is not None:
+        return str(names.resolve(event_type).name)
+    from ..._wire.names import declared_name, default_name
+
+    declared = declared_name(event_type)
+    return declared[0] if declared is not None else default_name(event_type)

@@ -1,0 +1,506 @@
+"""Regression tests of issue 20's defects on NATS and Redis, each of which failed
+before its fix. The numbers are the issue's; the cluster's (7) are in
+``test_nats_cluster.py``; 1, 2 and 3 are the core's side (routing, pumps, the
+publish deadline) seen through a broker.
+
+Bounds (``fail_after``) only guard against hangs: a defect that made something
+wait out ``fetch_wait`` or ``ack_wait`` is made to wait far longer than the bound.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+
+from eventcore import (
+    Dispatcher,
+    EventcoreError,
+    InvalidConfiguration,
+    Overflow,
+    PublishTimeout,
+    PublishUnconfirmed,
+    QueueFull,
+)
+from eventcore.transports.nats import NatsTransport
+from eventcore.transports.redis import RedisTransport
+from eventcore.wire import event
+
+from ._servers import (
+    NATS_URL,
+    PrivateServer,
+    free_port,
+    private_nats,
+    private_redis,
+    require,
+    stopped,
+)
+from .nats_kit import nats_transports
+from .redis_support import raw_client, shared_redis, unique_prefix
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 20.0
+
+
+@event("tests.regressions.job")
+@dataclass(frozen=True)
+class Job:
+    n: int
+    account: str = "a"
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Any]:
+    url = urlsplit(NATS_URL)
+    require("NATS", url.hostname or "127.0.0.1", url.port or 4222)
+    async with nats_transports() as factory:
+        yield factory
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return shared_redis()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    with unique_prefix(redis_url) as name:
+        yield name
+
+
+async def until(predicate: Any) -> None:
+    while not predicate():  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+# -- 4: keyed NATS types ran at one event per fetch_wait ------------------------------
+
+
+async def test_keyed_nats_events_flow_without_waiting_out_fetch_wait(make: Any) -> None:
+    # a pull asked for 256 messages of a partition that allows one in flight, so each
+    # fetch waited out fetch_wait (30 s here: far past the bound)
+    bus = Dispatcher(transport=make(fetch_wait=30.0))
+    bus.configure(Job, key=lambda job: job.account)
+    seen: list[int] = []
+    bus.subscribe(Job, lambda job: seen.append(job.n))
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(10):
+                await bus.publish(Job(n, account=f"k{n % 5}"))
+            await until(lambda: len(seen) == 10)
+    assert sorted(seen) == list(range(10))
+
+
+# -- 5: shutdown race on NATS: a fetched message neither handled nor given back -------
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_what_one_process_leaves_at_shutdown_goes_to_the_next_at_once(
+    make: Any, keyed: bool
+) -> None:
+    # publish and leave at once, several times: a message on its way to a pull that
+    # was cancelled waited ack_wait (60 s here) in a client queue nobody read
+    handled: list[int] = []
+    for round_ in range(3):
+        bus = Dispatcher(transport=make(ack_wait=60.0), shutdown_timeout=0.05)
+        if keyed:
+            bus.configure(Job, key=lambda job: job.account)
+        bus.subscribe(Job, lambda job: handled.append(job.n))
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                for n in range(round_ * 20, round_ * 20 + 20):
+                    await bus.publish(Job(n, account=f"k{n % 3}"))
+    last = Dispatcher(transport=make(ack_wait=60.0))
+    if keyed:
+        last.configure(Job, key=lambda job: job.account)
+    last.subscribe(Job, lambda job: handled.append(job.n))
+    with anyio.fail_after(LIMIT):
+        async with last:
+            await until(lambda: set(handled) == set(range(60)))
+
+
+# -- 6: errors by broker ---------------------------------------------------------------
+
+
+async def test_redis_unreachable_at_start_is_an_eventcore_error() -> None:
+    bus = Dispatcher(transport=RedisTransport(f"redis://127.0.0.1:{free_port()}/0", group="g"))
+    bus.subscribe(Job, lambda job: None)
+    with pytest.raises(EventcoreError) as caught, anyio.fail_after(LIMIT):
+        async with bus:
+            pytest.fail("must not start")
+    assert isinstance(caught.value, ConnectionError)  # still caught by old handlers
+    assert "127.0.0.1" in str(caught.value)
+
+
+def test_a_redis_url_of_another_scheme_is_refused_at_once() -> None:
+    with pytest.raises(InvalidConfiguration, match="url must start with redis://"):
+        RedisTransport("http://127.0.0.1:6379", group="g")
+
+
+async def test_nats_on_a_closed_port_fails_fast_with_the_reason() -> None:
+    port = free_port()
+    transport = NatsTransport(f"nats://127.0.0.1:{port}", group="g", connect_timeout=60.0)
+    bus = Dispatcher(transport=transport)
+    bus.subscribe(Job, lambda job: None)
+    with pytest.raises(EventcoreError) as caught, anyio.fail_after(LIMIT):
+        async with bus:
+            pytest.fail("must not start")
+    assert isinstance(caught.value, ConnectionError)
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert "refused" in str(caught.value).lower()
+
+
+async def test_nats_wrong_credentials_fail_fast_with_the_servers_reason(tmp_path: Path) -> None:
+    server = PrivateServer(
+        "nats-server",
+        ["-js", "-a", "127.0.0.1", "-p", "{port}", "-sd", "{dir}", "--user", "u", "--pass", "p"],
+        tmp_path,
+    )
+    with server:
+        url = f"nats://u:wrong@127.0.0.1:{server.port}"
+        bus = Dispatcher(transport=NatsTransport(url, group="g", connect_timeout=60.0))
+        bus.subscribe(Job, lambda job: None)
+        with pytest.raises(EventcoreError) as caught, anyio.fail_after(LIMIT):
+            async with bus:
+                pytest.fail("must not start")
+    assert "authorization violation" in str(caught.value).lower()
+    assert "wrong" not in str(caught.value)  # never the credentials
+
+
+async def test_nats_set_up_calls_do_not_use_publish_timeout(make: Any) -> None:
+    # stream and consumer creation took publish_timeout as their timeout
+    bus = Dispatcher(transport=make(publish_timeout=0.000_001))
+    bus.subscribe(Job, lambda job: None)
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            pass
+
+
+# -- 3 (the transport's side): a stalled broker respects the publish's deadline -------
+
+
+async def test_a_stalled_nats_server_answers_send_within_its_deadline(tmp_path: Path) -> None:
+    with private_nats(tmp_path) as server:
+        transport = NatsTransport(f"nats://127.0.0.1:{server.port}", group="g")
+        bus = Dispatcher(transport=transport)
+        bus.configure(Job, transport=transport)
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await transport.send(Job, Job(1))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
+                try:
+                    with pytest.raises((PublishUnconfirmed, QueueFull)), anyio.fail_after(2.0):
+                        await transport.send(Job, Job(2), deadline=anyio.current_time() + 0.3)
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def test_a_stalled_redis_answers_send_within_its_deadline_with_typed_errors(
+    tmp_path: Path,
+) -> None:
+    with private_redis(tmp_path) as server:
+        transport = RedisTransport(f"redis://127.0.0.1:{server.port}/0", group="g")
+        bus = Dispatcher(transport=transport)
+        bus.configure(Job, transport=transport)
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await transport.send(Job, Job(1))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
+                outcomes: list[BaseException] = []
+
+                async def publish(n: int) -> None:
+                    try:
+                        await transport.send(Job, Job(n), deadline=anyio.current_time() + 0.3)
+                    except Exception as exc:
+                        outcomes.append(exc)
+
+                try:
+                    with anyio.fail_after(3.0):
+                        async with anyio.create_task_group() as group:
+                            for n in range(5):
+                                group.start_soon(publish, n)
+                            await anyio.sleep(0.01)
+                            group.start_soon(publish, 99)  # behind the stalled pipeline
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+    assert len(outcomes) == 6
+    assert all(isinstance(exc, (PublishUnconfirmed, QueueFull)) for exc in outcomes), outcomes
+    assert any(isinstance(exc, QueueFull) for exc in outcomes)  # never sent: the policy applies
+
+
+# -- 8: Redis ---------------------------------------------------------------------------
+
+
+async def test_a_redis_publisher_feeds_a_group_that_starts_later(
+    redis_url: str, prefix: str
+) -> None:
+    first = Dispatcher(
+        transport=RedisTransport(redis_url, group="a", prefix=prefix, claim_idle=0.3)
+    )
+    a_seen: list[int] = []
+    first.subscribe(Job, lambda job: a_seen.append(job.n))
+    publisher = Dispatcher(
+        transport=RedisTransport(redis_url, group="api", prefix=prefix, groups=["a", "b"])
+    )
+    publisher.configure(Job)
+    with anyio.fail_after(LIMIT):
+        async with first:
+            async with publisher:
+                for n in range(5):
+                    await publisher.publish(Job(n))
+            await until(lambda: len(a_seen) == 5)
+            await anyio.sleep(0.5)  # a's janitor trims what every group acknowledged
+        later = Dispatcher(transport=RedisTransport(redis_url, group="b", prefix=prefix))
+        b_seen: list[int] = []
+        later.subscribe(Job, lambda job: b_seen.append(job.n))
+        async with later:
+            await until(lambda: len(b_seen) == 5)
+    assert sorted(b_seen) == list(range(5))
+
+
+class _FailingAfterWrite:
+    """A pipeline whose answers are lost the first *times* times (the writes happen)."""
+
+    def __init__(self, pipe: Any, owner: Any) -> None:
+        self._pipe = pipe
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        answers = await self._pipe.execute(*args, **kwargs)
+        if self._owner.lose > 0:
+            self._owner.lose -= 1
+            raise ConnectionError("the answer was lost")
+        return answers
+
+
+async def test_a_redis_publish_retried_by_the_caller_keeps_its_dedup_id(
+    redis_url: str, prefix: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    class Client(aioredis.Redis):
+        lose = 0
+
+        def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+            return _FailingAfterWrite(super().pipeline(*args, **kwargs), self)
+
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            answer = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            if self.lose > 0 and args[0] in (b"EVALSHA", "EVALSHA"):  # a publish's answer
+                self.lose -= 1
+                raise ConnectionError("the answer was lost")
+            return answer
+
+    client = Client.from_url(redis_url)
+    assert isinstance(client, Client)
+    transport = RedisTransport(group="g", prefix=prefix, dedup=60.0, client=client)
+    bus = Dispatcher(transport=transport)
+    bus.configure(Job)
+    job = Job(1)
+    try:
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                client.lose = 1_000  # every answer lost: the caller gets an error
+                with pytest.raises(EventcoreError):
+                    await transport.send(Job, job, deadline=anyio.current_time() + 0.5)
+                client.lose = 0
+                await transport.send(Job, job)  # the caller retries the same object
+        raw = raw_client(redis_url)
+        try:
+            assert await raw.xlen(f"{prefix}:tests.regressions.job") == 1
+        finally:
+            await raw.aclose()
+    finally:
+        await client.aclose()
+
+
+# -- 9: API -----------------------------------------------------------------------------
+
+
+def test_stream_of_has_one_shape_and_works_before_open() -> None:
+    nats = NatsTransport(group="billing", prefix="p")
+    redis = RedisTransport(group="billing", prefix="p", partitions=4)
+    for transport in (nats, redis):
+        by_type = transport.stream_of(Job)
+        assert by_type == transport.stream_of("tests.regressions.job")
+        assert by_type == transport.stream_of(Job, 0, group="billing")
+    assert redis.stream_of(Job, 2) == "p:tests.regressions.job:2"
+    assert nats.stream_of(Job, group="shipping").startswith("p_shipping__tests_regressions_job")
+
+
+async def test_a_nats_publisher_need_not_repeat_the_consumers_settings(make: Any) -> None:
+    consumer = Dispatcher(transport=make(ack_wait=7.0, max_deliver=2, max_ack_pending=50))
+    seen: list[int] = []
+    consumer.subscribe(Job, lambda job: seen.append(job.n))
+    publisher = Dispatcher(transport=make())  # the defaults: other ack_wait, max_deliver...
+    publisher.configure(Job)
+    with anyio.fail_after(LIMIT):
+        async with consumer, publisher:
+            await publisher.publish(Job(1))
+            await until(lambda: seen == [1])
+
+
+# -- 1: a handler of a routed base class gets the subclasses' events --------------------
+
+
+@event("tests.regressions.base")
+@dataclass(frozen=True)
+class Base:
+    n: int
+
+
+@event("tests.regressions.derived")
+@dataclass(frozen=True)
+class Derived(Base):
+    pass
+
+
+async def _a_base_handler_sees_a_subclass(consumer: Dispatcher, publisher: Dispatcher) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def handle(event: Base) -> None:
+        seen.append((type(event).__name__, event.n))
+
+    consumer.subscribe(Base, handle)
+    publisher.configure(Base)
+    with anyio.fail_after(LIMIT):
+        async with consumer, publisher:
+            assert await publisher.publish(Derived(1))
+            assert await publisher.publish(Base(2))
+            await until(lambda: len(seen) == 2)
+    assert sorted(seen) == [("Base", 2), ("Derived", 1)]
+
+
+async def test_a_nats_handler_of_a_routed_base_class_gets_its_subclasses(make: Any) -> None:
+    # a Derived went to its own stream, which no process of the group read
+    await _a_base_handler_sees_a_subclass(
+        Dispatcher(transport=make()), Dispatcher(transport=make())
+    )
+
+
+async def test_a_redis_handler_of_a_routed_base_class_gets_its_subclasses(
+    redis_url: str, prefix: str
+) -> None:
+    await _a_base_handler_sees_a_subclass(
+        Dispatcher(transport=RedisTransport(redis_url, group="g", prefix=prefix)),
+        Dispatcher(transport=RedisTransport(redis_url, group="g", prefix=prefix)),
+    )
+
+
+# -- 2: a route that fails to set up never cancels the user's body ----------------------
+
+
+@event("tests.regressions.local")
+@dataclass(frozen=True)
+class Local:
+    n: int
+
+
+async def test_a_route_configured_at_run_time_to_an_unreachable_broker_cancels_nothing() -> None:
+    bus = Dispatcher()
+    local: list[int] = []
+    bus.subscribe(Local, lambda event: local.append(event.n))
+    bus.subscribe(Job, lambda job: None)
+    closed = NatsTransport(f"nats://127.0.0.1:{free_port()}", group="g", connect_timeout=1.0)
+    body_ended = False
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            bus.configure(Job, transport=closed)  # its pump cannot open the transport
+            await anyio.sleep(0.3)
+            with pytest.raises(EventcoreError):  # the publisher gets the error, typed
+                await bus.publish(Job(1))
+            await bus.publish(Local(1))  # the other types go on
+            await until(lambda: local == [1])
+            body_ended = True
+    assert body_ended
+
+
+async def test_a_redis_route_of_a_type_without_a_valid_name_cancels_nothing(
+    redis_url: str, prefix: str
+) -> None:
+    @dataclass(frozen=True)
+    class Nameless:  # its default name has "<locals>" in it: not a valid event name
+        n: int
+
+    bus = Dispatcher()
+    local: list[int] = []
+    bus.subscribe(Local, lambda event: local.append(event.n))
+    body_ended = False
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            bus.configure(Nameless, transport=RedisTransport(redis_url, group="g", prefix=prefix))
+            bus.subscribe(Nameless, lambda event: None)  # its pump fails to set it up
+            await anyio.sleep(0.3)
+            with pytest.raises(EventcoreError):
+                await bus.publish(Nameless(1))
+            await bus.publish(Local(1))
+            await until(lambda: local == [1])
+            body_ended = True
+    assert body_ended
+
+
+# -- 3: publish(timeout=) on a stalled broker; the overflow policy applies --------------
+
+
+async def test_publish_timeout_holds_on_a_stalled_nats_server(tmp_path: Path) -> None:
+    # it waited publish_timeout (5 s), whatever timeout= said
+    with private_nats(tmp_path) as server:
+        bus = Dispatcher(transport=NatsTransport(f"nats://127.0.0.1:{server.port}", group="g"))
+        bus.configure(Job)
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await bus.publish(Job(0))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
+                try:
+                    with pytest.raises((PublishUnconfirmed, PublishTimeout)), anyio.fail_after(3):
+                        await bus.publish(Job(1), timeout=0.3)
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def test_drop_newest_and_timeout_hold_on_a_stalled_redis(tmp_path: Path) -> None:
+    # it waited 15 s, ignored DROP_NEWEST and raised the builtin ConnectionError
+    with private_redis(tmp_path) as server:
+        bus = Dispatcher(transport=RedisTransport(f"redis://127.0.0.1:{server.port}/0", group="g"))
+        bus.configure(Job, overflow=Overflow.DROP_NEWEST)
+        outcomes: list[object] = []
+
+        async def publish(n: int) -> None:
+            try:
+                outcomes.append(await bus.publish(Job(n), timeout=0.3))
+            except Exception as exc:
+                outcomes.append(exc)
+
+        with anyio.fail_after(LIMIT):
+            async with bus:
+                await bus.publish(Job(0))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
+                try:
+                    with anyio.fail_after(3):
+                        async with anyio.create_task_group() as group:
+                            group.start_soon(publish, 1)  # its pipeline leaves, stalls
+                            await anyio.sleep(0.05)
+                            group.start_soon(publish, 2)  # never leaves: dropped
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+    assert False in outcomes  # DROP_NEWEST applied to what never reached Redis
+    assert all(o is False or isinstance(o, PublishUnconfirmed) for o in outcomes), outcomes
