@@ -1,0 +1,128 @@
+"""Settling delivered messages on RabbitMQ, one batch at a time (the kit's settler
+calls :meth:`Settle.apply`):
+
+* handled -> ``basic.ack``;
+* shutdown before it was handled -> ``basic.nack`` with requeue (another consumer
+  gets it at once; RabbitMQ counts it as a delivery);
+* failed after the local retries -> a copy to the dead-letter exchange with the
+  reason, confirmed, then ``basic.ack`` (``basic.nack`` with requeue if the copy
+  was not confirmed);
+* refused (undecodable, delivery limit, rejected) -> the same copy, then
+  ``basic.ack``; if the copy was not confirmed, ``basic.reject`` without requeue,
+  so RabbitMQ's own dead-lettering takes it (``x-death`` header).
+
+A message whose channel is gone (the connection was lost) is left to RabbitMQ,
+which delivers it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..._deadletters import DeadLetterReason
+from ..._transport import Verdict
+from .._kit import Ledger, Settlement
+from ._amqp import spec
+
+if TYPE_CHECKING:
+    from ._consume import RabbitReceipt
+    from ._layout import Settings
+    from ._link import Link
+
+#: the headers of a dead letter written by eventcore
+REASON, GROUP, DELIVERIES = "eventcore-reason", "eventcore-group", "eventcore-deliveries"
+
+
+class Settle:
+    """Applies batches of verdicts (see the module doc)."""
+
+    def __init__(
+        self,
+        link: Link,
+        ledger: Ledger[RabbitReceipt],
+        settings: Settings,
+        *,
+        group: str,
+        publish_timeout: float,
+    ) -> None:
+        self._link = link
+        self._ledger = ledger
+        self._settings = settings
+        self._group = group
+        self._publish_timeout = publish_timeout
+
+    async def apply(self, batch: list[Settlement[RabbitReceipt]]) -> None:
+        """Send one batch of verdicts (the kit's settler retries a batch that raises)."""
+        channel = self._link.consuming
+        letters = []
+        for settlement in batch:
+            receipt = settlement.receipt
+            if receipt.channel is not channel or channel is None or channel.is_closed:
+                self._ledger.drop(receipt)  # its channel is gone: RabbitMQ redelivers it
+                continue
+            verdict = settlement.verdict
+            if verdict is Verdict.HANDLED:
+                await channel.basic_ack(receipt.tag, wait=False)
+                receipt.route.acked += 1
+                self._ledger.done(receipt)
+            elif verdict is Verdict.SHUTDOWN:
+                await channel.basic_nack(receipt.tag, requeue=True, wait=False)
+                receipt.route.nacked += 1
+                self._ledger.done(receipt)
+            else:
+                letters.append(settlement)
+        if letters:
+            await asyncio.gather(*(self._dead_letter(s) for s in letters))
+
+    async def _dead_letter(self, settlement: Settlement[RabbitReceipt]) -> None:
+        receipt, verdict = settlement.receipt, settlement.verdict
+        route, channel = receipt.route, receipt.channel
+        if verdict is Verdict.FAILED:
+            reason = DeadLetterReason.HANDLER_FAILED.value
+        else:
+            reason = settlement.note or DeadLetterReason.REJECTED.value
+        copied = await self._copy(receipt, reason)
+        if copied:
+            route.dead_lettered += 1
+            await channel.basic_ack(receipt.tag, wait=False)
+            if verdict is Verdict.FAILED:
+                route.acked += 1
+            else:
+                route.terminated += 1
+        elif verdict is Verdict.FAILED:  # handled again later, here or elsewhere
+            await channel.basic_nack(receipt.tag, requeue=True, wait=False)
+            route.nacked += 1
+        else:  # RabbitMQ's own dead-lettering takes it
+            await channel.basic_reject(receipt.tag, requeue=False, wait=False)
+            route.terminated += 1
+        self._ledger.done(receipt)
+
+    async def _copy(self, receipt: RabbitReceipt, reason: str) -> bool:
+        """Write the message to the dead-letter exchange; whether RabbitMQ confirmed it."""
+        message = receipt.message
+        original = message.header.properties
+        properties = spec.Basic.Properties(
+            message_id=original.message_id,
+            content_type=original.content_type,
+            message_type=original.message_type,
+            delivery_mode=2,
+            headers={
+                REASON: reason,
+                GROUP: self._group,
+                DELIVERIES: receipt.attempts,
+            },
+        )
+        try:
+            channel = await self._link.publisher()
+            await channel.basic_publish(
+                message.body,
+                exchange=self._settings.dead_exchange,
+                routing_key=receipt.route.name,
+                properties=properties,
+                timeout=self._publish_timeout,
+                wait=False,
+            )
+        except Exception:
+            return False
+        return True
