@@ -17,11 +17,15 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiormq
 import pytest
+
+from eventcore.transports.rabbitmq import RabbitMQTransport
 
 from ._servers import answers, brokers_required, free_port
 
@@ -165,35 +169,38 @@ class PrivateRabbit:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-async def delete_prefix(url: str, prefix: str, queues: list[str]) -> None:
-    """Delete the exchanges ``<prefix>`` and ``<prefix>.dead`` and the named *queues*."""
+@asynccontextmanager
+async def rabbit_transports(url: str) -> AsyncIterator[Callable[..., RabbitMQTransport]]:
+    """A factory of transports on one unique prefix; their queues and exchanges are
+    deleted at the end."""
+    prefix = unique_prefix()
+    made: list[RabbitMQTransport] = []
+
+    def make(group: str = "service", **options: Any) -> RabbitMQTransport:
+        options.setdefault("prefix", prefix)
+        transport = RabbitMQTransport(url, group=group, **options)
+        made.append(transport)
+        return transport
+
+    try:
+        yield make
+    finally:
+        queues = {queue for transport in made for queue in transport.declared()}
+        await delete(url, {t.prefix for t in made} or {prefix}, queues)
+
+
+async def delete(url: str, prefixes: set[str], queues: set[str]) -> None:
+    """Delete *queues* and the exchanges of *prefixes* (the test's own)."""
     connection = await aiormq.connect(url)
     try:
         channel = await connection.channel()
-        for queue in queues:
+        for queue in sorted(queues):
             await channel.queue_delete(queue)
-        for exchange in (prefix, f"{prefix}.dead"):
-            await channel.exchange_delete(exchange)
+        for prefix in sorted(prefixes):
+            await channel.exchange_delete(prefix)
+            await channel.exchange_delete(f"{prefix}.dead")
     finally:
         await connection.close()
-
-
-async def queue_names(url: str, prefix: str, names: list[str]) -> list[str]:
-    """Which of *names* exist (a passive declare of each on its own channel)."""
-    connection = await aiormq.connect(url)
-    found = []
-    try:
-        for name in names:
-            channel = await connection.channel()
-            try:
-                await channel.queue_declare(name, passive=True)
-                found.append(name)
-                await channel.close()
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                pass
-    finally:
-        await connection.close()
-    return found
 
 
 def run(coroutine: Any) -> Any:

@@ -326,6 +326,15 @@ class RabbitMQTransport:
             )
         return route.queues(self._settings, group or self.group)
 
+    def declared(self) -> list[str]:
+        """Every queue this transport declared (its types' queues for each group it
+        feeds or consumes, and the dead-letter queue), e.g. to delete them."""
+        names = {self._settings.dead_queue}
+        for route in self._routes.values():
+            for group in {*self.groups, self.group}:
+                names.update(route.queues(self._settings, group))
+        return sorted(names)
+
     def broker_stats(self, event_type: type) -> BrokerStats:
         """The type's figures on RabbitMQ as seen by this process."""
         route = self._routes.get(event_type)
