@@ -116,7 +116,8 @@ class Link:
             await self._drop()
             try:
                 await asyncio.wait_for(self._open(), self._connect_timeout)
-                await self._on_up()
+                # a node that just booted may take a while to recover its queues
+                await asyncio.wait_for(self._on_up(), self._connect_timeout)
             except (*CONNECTION_ERRORS, asyncio.TimeoutError) as exc:
                 logger.debug("RabbitMQ: reconnecting failed: %s", redact(str(exc)))
                 self.up.clear()
