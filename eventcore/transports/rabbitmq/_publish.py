@@ -19,12 +19,10 @@ outcomes that are not a confirmation:
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import TransportError
-from ..._wire.ids import new_event_id
-from .._kit import bounded, partition_of, refused_send, unconfirmed
+from .._kit import RetryIds, bounded, partition_of, refused_send, unconfirmed
 from .._kit.tracecontext import current_traceparent
 from ._amqp import CONNECTION_ERRORS, aiormq, spec
 from ._layout import Route
@@ -34,8 +32,8 @@ if TYPE_CHECKING:
     from ._layout import Settings
     from ._link import Link
 
-#: how many unconfirmed events are remembered (for a retry under the same id)
-_REMEMBERED = 10_000
+#: how long a failed publish's event id is kept for a retry of the same object (s)
+_RETRY_WINDOW = 600.0
 #: persistent messages (delivery mode 2)
 _PERSISTENT = 2
 
@@ -51,19 +49,8 @@ class Publisher:
         self._codec = codec
         self._content_type = codec.content_type
         self.publish_timeout = publish_timeout
-        #: publishes that did not complete, by the identity of their event
-        self._unconfirmed: dict[int, tuple[Any, str, float]] = {}
-
-    def _event_id(self, event: Any) -> str:
-        remembered = self._unconfirmed.pop(id(event), None)
-        if remembered is not None and remembered[0] is event:
-            return remembered[1]
-        return new_event_id()
-
-    def _remember(self, event: Any, event_id: str) -> None:
-        self._unconfirmed[id(event)] = (event, event_id, time.monotonic())
-        while len(self._unconfirmed) > _REMEMBERED:
-            del self._unconfirmed[next(iter(self._unconfirmed))]
+        #: failed publishes: a retry of the same event object keeps its id
+        self._retries = RetryIds(window=_RETRY_WINDOW)
 
     async def send(
         self, route: Route, event: Any, *, deadline: float | None, principal: Any, again: Any
@@ -73,7 +60,8 @@ class Publisher:
         if not self._link.up.is_set():
             raise refused_send(event_type, f"RabbitMQ at {self._link.where} is unreachable")
         key = None if route.key is None else route.key(event)
-        event_id = self._event_id(event)
+        attempt = self._retries.attempt(event)
+        event_id = attempt.id
         body = self._codec.encode(  # raises EncodeError for a key that is not a JSON value
             event,
             event_type=event_type,
@@ -90,6 +78,22 @@ class Publisher:
             message_type=route.name,
         )
         try:
+            await self._confirmed(route, partition, body, properties, deadline, again)
+        except BaseException:
+            self._retries.failed(attempt)  # a retry of this event object keeps its id
+            raise
+
+    async def _confirmed(
+        self,
+        route: Route,
+        partition: int,
+        body: bytes,
+        properties: spec.Basic.Properties,
+        deadline: float | None,
+        again: Any,
+    ) -> None:
+        """Publish once (twice after a return); RabbitMQ's refusals as eventcore errors."""
+        try:
             try:
                 await self._publish(route, partition, body, properties, deadline)
             except aiormq.exceptions.PublishError:  # returned: no queue bound
@@ -104,13 +108,10 @@ class Publisher:
             ) from None
         except aiormq.exceptions.DeliveryError:  # nacked: a queue at its length limit
             raise refused_send(
-                event_type,
+                route.event_type,
                 f"a queue of {route.name} is full (x-max-length / x-max-length-bytes "
                 "with reject-publish)",
             ) from None
-        except BaseException:
-            self._remember(event, event_id)
-            raise
 
     async def _publish(
         self,
