@@ -203,6 +203,38 @@ async def delete(url: str, prefixes: set[str], queues: set[str]) -> None:
         await connection.close()
 
 
-def run(coroutine: Any) -> Any:
-    """Run *coroutine* on a fresh asyncio loop (helpers for synchronous fixtures)."""
-    return asyncio.run(coroutine)
+PUBLISHER = "publisher"
+
+
+class RabbitKit:
+    """Fresh RabbitMQ transports under a prefix (exchange) of their own, for the broker
+    contract suite. The suite's publisher feeds every consumer group made in its
+    namespace (``groups=``), as a real service names the services that consume its
+    events; without one, it feeds its own group."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: dict[str, list[RabbitMQTransport]] = {}
+
+    def transport(self, namespace: str, group: str, *, capacity: int | None = None) -> Any:
+        made = self.made.setdefault(namespace, [])
+        transport = RabbitMQTransport(self.url, group=group, prefix=namespace, max_length=capacity)
+        made.append(transport)
+        consumers = tuple(dict.fromkeys(t.group for t in made if t.group != PUBLISHER))
+        for publisher in made:  # made before any of them starts
+            if publisher.group == PUBLISHER:
+                publisher.groups = consumers or (PUBLISHER,)
+        return transport
+
+    async def write_raw(self, namespace: str, name: str, data: bytes) -> None:
+        connection = await aiormq.connect(self.url)
+        try:
+            channel = await connection.channel()
+            await channel.basic_publish(data, exchange=namespace, routing_key=name)
+        finally:
+            await connection.close()
+
+    def cleanup(self, namespace: str) -> None:
+        made = self.made.pop(namespace, [])
+        queues = {queue for transport in made for queue in transport.declared()}
+        asyncio.run(delete(self.url, {namespace}, queues))

@@ -147,14 +147,13 @@ async def test_a_full_queue_follows_the_overflow_policy(
     bus = Dispatcher(transport=make(max_length=3), overflow=overflow)
     with anyio.fail_after(LIMIT):
         async with bus:  # no handler: the queue fills up
-            # a quorum queue takes one message past x-max-length before it refuses
-            for n in range(4):
+            for n in range(3):
                 assert await bus.publish(Order(n)) is True
             if outcome is False:
-                assert await bus.publish(Order(4)) is False
+                assert await bus.publish(Order(3)) is False
             else:
                 with pytest.raises(outcome) as refused:
-                    await bus.publish(Order(4), timeout=0.3)
+                    await bus.publish(Order(3), timeout=0.3)
                 assert refused.value.event_type is Order
     stats = bus.stats(Order)
     assert (stats.dropped, stats.refused) == ((1, 0) if outcome is False else (0, 1))
@@ -341,18 +340,18 @@ async def test_events_of_one_key_are_handled_in_order_by_one_process(make: Make)
 async def test_an_existing_queue_with_other_arguments_is_reported_never_changed(
     make: Make,
 ) -> None:
-    async with Dispatcher(transport=make(max_length=10)) as bus:
+    async with Dispatcher(transport=make(max_deliver=3)) as bus:
         await bus.publish(Order(1))
-    other = Dispatcher(transport=make(max_length=20))
+    other = Dispatcher(transport=make(max_deliver=4))
 
     @other.on(Order)
     async def handle(order: Order) -> None:
         pass
 
-    with pytest.raises(InvalidConfiguration, match="x-max-length"):
+    with pytest.raises(InvalidConfiguration, match="x-delivery-limit"):
         async with other:
             pass
-    async with Dispatcher(transport=make(max_length=10)) as bus:  # still as it was
+    async with Dispatcher(transport=make(max_deliver=3)) as bus:  # still as it was
         assert await bus.publish(Order(2))
 
 
@@ -440,7 +439,7 @@ async def test_the_prefetch_is_the_local_room(make: Make) -> None:
             finally:
                 await connection.close()
             release.set()
-    assert 60 - ok.message_count <= 8
+    assert 60 - ok.message_count <= 8 + 1  # queue_size waiting, concurrency running
 
 
 async def test_an_unreachable_node_fails_start_at_once_with_a_typed_error() -> None:

@@ -2,10 +2,10 @@
 partition, each a single active consumer), pushed messages buffered up to the
 consumer's prefetch, handed to the dispatcher at most ``room`` at a time.
 
-The prefetch of a type's consumer is its local queue size (split between the
-partitions of a keyed type), so what RabbitMQ lets this process hold
-unacknowledged never exceeds the room of the local queue: buffered here, queued
-locally and being handled together stay within ``queue_size``.
+The prefetch of a type's consumers is what the type may hold in this process,
+``queue_size`` waiting plus ``concurrency`` running (split between the
+partitions of a keyed type): buffered here, queued locally and being handled
+together never exceed it, and the local queue never holds more than its room.
 
 A message seen more than ``max_deliver`` times (``x-delivery-count``, which
 counts redeliveries after a requeue or a lost connection) is a dead letter
@@ -78,11 +78,11 @@ class Inbox:
         self.arrived.set()
 
     async def subscribe(
-        self, channel: aiormq.abc.AbstractChannel, queues: list[str], queue_size: int
+        self, channel: aiormq.abc.AbstractChannel, queues: list[str], room: int
     ) -> None:
-        """Consume *queues* on *channel*, the prefetch split between them."""
+        """Consume *queues* on *channel*, a prefetch of *room* split between them."""
         self.buffer.clear()
-        prefetch = max(1, min(MAX_PREFETCH, queue_size // len(queues)))
+        prefetch = max(1, min(MAX_PREFETCH, room // len(queues)))
         for queue in queues:
             # per-consumer QoS: global QoS closes a quorum queue's connection
             await channel.basic_qos(prefetch_count=prefetch, global_=False)

@@ -65,7 +65,8 @@ class Settings:
             "x-dead-letter-exchange": self.dead_exchange,
         }
         if self.max_length is not None:
-            arguments["x-max-length"] = self.max_length
+            # a quorum queue takes one message past its x-max-length before refusing
+            arguments["x-max-length"] = self.max_length - 1
         if self.max_length_bytes is not None:
             arguments["x-max-length-bytes"] = self.max_length_bytes
         if self.max_length is not None or self.max_length_bytes is not None:

@@ -308,7 +308,8 @@ class RabbitMQTransport:
             if inbox.channel is not None or channel is None:
                 return
             queues = inbox.route.queues(self._settings, self.group)
-            await inbox.subscribe(channel, queues, bus.config(event_type).queue_size)
+            config = bus.config(event_type)  # what the type may hold: waiting and running
+            await inbox.subscribe(channel, queues, config.queue_size + config.concurrency)
 
     # -- observing -------------------------------------------------------------------
 
