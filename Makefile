@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
+.PHONY: demo demo-nats test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis demo-rabbitmq bench-rabbitmq clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 # private nats-server is started when none answers on 127.0.0.1:4222).
 demo-nats: $(STAMP)
 	$(BIN)/python -m examples.nats_scaleout
+
+# Scale-out on RabbitMQ: one publisher, two workers of one service sharing the load
+# (needs RabbitMQ at EVENTCORE_RABBITMQ_URL or 127.0.0.1:5672).
+demo-rabbitmq: $(STAMP)
+	$(BIN)/python -m examples.rabbitmq_demo
 
 test: lint typecheck pytest perf-guard
 
@@ -79,6 +84,12 @@ bench-nats: $(VENV)/.bench-installed
 bench-redis: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.redis_transport
 	$(BIN)/python -m bench.service redis --profile
+
+# The RabbitMQ transport beside raw aio-pika and FastStream's RabbitBroker, publish +
+# consume in one process (a few minutes; a private RabbitMQ node, or EVENTCORE_RABBITMQ_URL):
+# bench/out/rabbitmq.json, cProfile reports in bench/out/rabbitmq-profile-*.txt.
+bench-rabbitmq: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.rabbitmq_transport --profile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiormq
@@ -496,3 +499,23 @@ async def test_on_trio_a_rabbitmq_routed_type_refuses_to_start() -> None:
     with pytest.raises(InvalidConfiguration, match="asyncio"):
         async with bus:
             pass
+
+
+def test_the_demo_shares_the_orders_and_keeps_each_customer_with_one_worker() -> None:
+    require_shared()
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.rabbitmq_demo", "--seconds", "1"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("  w")]
+    assert len(lines) == 2, done.stdout
+    assert all("each in order: True" in line for line in lines), done.stdout
+    orders = [int(line.split(":")[1].split("orders")[0]) for line in lines]
+    assert all(count > 0 for count in orders), done.stdout  # both took a share
+    customers = [int(line.split("payments of ")[1].split()[0]) for line in lines]
+    assert sum(customers) == 5, done.stdout  # each customer's payments at one worker
