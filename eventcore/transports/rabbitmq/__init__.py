@@ -35,7 +35,7 @@ trio, starting a dispatcher with a RabbitMQ-routed type raises
 
 from __future__ import annotations
 
-from ._consume import RabbitReceipt
-from ._transport import RabbitMQTransport, RabbitSource
+from .consume import RabbitReceipt
+from .transport import RabbitMQTransport, RabbitSource
 
 __all__ = ["RabbitMQTransport", "RabbitReceipt", "RabbitSource"]

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import TransportError
 from .._kit import RetryIds, bounded, partition_of, refused_send, unconfirmed
 from .._kit.tracecontext import current_traceparent
-from ._amqp import CONNECTION_ERRORS, aiormq, spec
-from ._layout import Route
+from .amqp import CONNECTION_ERRORS, aiormq, spec
+from .layout import Route
 
 if TYPE_CHECKING:
     from ..._wire.codec import Codec
-    from ._layout import Settings
-    from ._link import Link
+    from .layout import Settings
+    from .link import Link
 
 #: how long a failed publish's event id is kept for a retry of the same object (s)
 _RETRY_WINDOW = 600.0

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import InvalidConfiguration
-from ._amqp import aiormq
+from .amqp import aiormq
 
 if TYPE_CHECKING:
-    from ._link import Link
+    from .link import Link
 
 #: the most messages RabbitMQ lets one consumer hold unacknowledged (a short)
 MAX_PREFETCH = 65_535

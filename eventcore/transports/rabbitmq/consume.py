@@ -26,8 +26,8 @@ from ..._transport import Verdict
 from ..._wire.errors import WireError
 from .._kit import Ledger
 from .._kit.tracecontext import handler_context
-from ._amqp import aiormq
-from ._layout import MAX_PREFETCH, Route
+from .amqp import aiormq
+from .layout import MAX_PREFETCH, Route
 
 if TYPE_CHECKING:
     from ..._dispatcher import Dispatcher

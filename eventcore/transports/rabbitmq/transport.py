@@ -12,12 +12,12 @@ from ..._errors import InvalidConfiguration, TransportError
 from ..._transport import BrokerStats
 from ..._wire.codec import DEFAULT_MAX_SIZE, Codec
 from .._kit import Crew, Ledger, Settler, redact, require_asyncio, unavailable, validate
-from ._amqp import CONNECTION_ERRORS
-from ._consume import Inbox, RabbitReceipt, Reader
-from ._layout import Declarer, Route, Settings
-from ._link import Link
-from ._publish import Publisher
-from ._settle import Settle
+from .amqp import CONNECTION_ERRORS
+from .consume import Inbox, RabbitReceipt, Reader
+from .layout import Declarer, Route, Settings
+from .link import Link
+from .publish import Publisher
+from .settle import Settle
 
 if TYPE_CHECKING:
     from ..._dispatcher import Dispatcher
@@ -261,7 +261,7 @@ class RabbitMQTransport:
         deadline: float | None = None,
         principal: Any = None,
     ) -> None:
-        """Publish *event*; return once RabbitMQ confirmed it (see ``_publish``).
+        """Publish *event*; return once RabbitMQ confirmed it (see ``publish``).
 
         :raises QueueFull: a queue is full, or RabbitMQ is unreachable
         :raises PublishUnconfirmed: no confirmation within ``publish_timeout``

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from .._kit import redact, unavailable
-from ._amqp import CONNECTION_ERRORS, Channel, aiormq
+from .amqp import CONNECTION_ERRORS, Channel, aiormq
 
 logger = logging.getLogger("eventcore.rabbitmq")
 

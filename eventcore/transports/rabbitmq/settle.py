@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 from ..._deadletters import DeadLetterReason
 from ..._transport import Verdict
 from .._kit import Ledger, Settlement
-from ._amqp import spec
+from .amqp import spec
 
 if TYPE_CHECKING:
-    from ._consume import RabbitReceipt
-    from ._layout import Settings
-    from ._link import Link
+    from .consume import RabbitReceipt
+    from .layout import Settings
+    from .link import Link
 
 #: the headers of a dead letter written by eventcore
 REASON, GROUP, DELIVERIES = "eventcore-reason", "eventcore-group", "eventcore-deliveries"
