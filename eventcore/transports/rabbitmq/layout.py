@@ -21,11 +21,13 @@ arguments, and deleting one would lose its messages.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import InvalidConfiguration
+from ..._transport import BrokerStats
 from .amqp import aiormq
 
 if TYPE_CHECKING:
@@ -87,13 +89,10 @@ class Route:
     #: the groups whose queues exist and are bound (declared once per connection)
     declared: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # the figures of BrokerStats
+    #: ready messages in this group's queues (the last figure read; None before)
     pending: int | None = None
-    redelivered: int = 0
-    acked: int = 0
-    nacked: int = 0
-    terminated: int = 0
-    dead_lettered: int = 0
+    #: the counters of :class:`~eventcore.BrokerStats` by name (acked, nacked...)
+    counts: Counter[str] = field(default_factory=Counter)
 
     @property
     def count(self) -> int:
@@ -110,10 +109,10 @@ class Route:
     def queues(self, settings: Settings, group: str) -> list[str]:
         return [self.queue(settings, group, p) for p in range(self.count)]
 
-    def keep_figures(self, old: Route) -> None:
-        """Carry the figures of a route this one replaces (the type was re-keyed)."""
-        self.redelivered, self.acked, self.nacked = old.redelivered, old.acked, old.nacked
-        self.terminated, self.dead_lettered = old.terminated, old.dead_lettered
+    def stats(self) -> BrokerStats:
+        """The route's figures as the seam reports them."""
+        counts: dict[str, Any] = dict(self.counts)  # acked, nacked... as BrokerStats names them
+        return BrokerStats(pending=self.pending, **counts)
 
 
 class Declarer:

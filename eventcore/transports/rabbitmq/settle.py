@@ -18,6 +18,7 @@ which delivers it again.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..._deadletters import DeadLetterReason
@@ -34,23 +35,15 @@ if TYPE_CHECKING:
 REASON, GROUP, DELIVERIES = "eventcore-reason", "eventcore-group", "eventcore-deliveries"
 
 
+@dataclass(frozen=True)
 class Settle:
-    """Applies batches of verdicts (see the module doc)."""
+    """Applies batches of verdicts (see the module doc) for the transport of *group*."""
 
-    def __init__(
-        self,
-        link: Link,
-        ledger: Ledger[RabbitReceipt],
-        settings: Settings,
-        *,
-        group: str,
-        publish_timeout: float,
-    ) -> None:
-        self._link = link
-        self._ledger = ledger
-        self._settings = settings
-        self._group = group
-        self._publish_timeout = publish_timeout
+    _link: Link
+    _ledger: Ledger[RabbitReceipt]
+    _settings: Settings
+    _group: str
+    _publish_timeout: float
 
     async def apply(self, batch: list[Settlement[RabbitReceipt]]) -> None:
         """Send one batch of verdicts (the kit's settler retries a batch that raises)."""
@@ -64,11 +57,11 @@ class Settle:
             verdict = settlement.verdict
             if verdict is Verdict.HANDLED:
                 await channel.basic_ack(receipt.tag, wait=False)
-                receipt.route.acked += 1
+                receipt.route.counts["acked"] += 1
                 self._ledger.done(receipt)
             elif verdict is Verdict.SHUTDOWN:
                 await channel.basic_nack(receipt.tag, requeue=True, wait=False)
-                receipt.route.nacked += 1
+                receipt.route.counts["nacked"] += 1
                 self._ledger.done(receipt)
             else:
                 letters.append(settlement)
@@ -84,18 +77,18 @@ class Settle:
             reason = settlement.note or DeadLetterReason.REJECTED.value
         copied = await self._copy(receipt, reason)
         if copied:
-            route.dead_lettered += 1
+            route.counts["dead_lettered"] += 1
             await channel.basic_ack(receipt.tag, wait=False)
             if verdict is Verdict.FAILED:
-                route.acked += 1
+                route.counts["acked"] += 1
             else:
-                route.terminated += 1
+                route.counts["terminated"] += 1
         elif verdict is Verdict.FAILED:  # handled again later, here or elsewhere
             await channel.basic_nack(receipt.tag, requeue=True, wait=False)
-            route.nacked += 1
+            route.counts["nacked"] += 1
         else:  # RabbitMQ's own dead-lettering takes it
             await channel.basic_reject(receipt.tag, requeue=False, wait=False)
-            route.terminated += 1
+            route.counts["terminated"] += 1
         self._ledger.done(receipt)
 
     async def _copy(self, receipt: RabbitReceipt, reason: str) -> bool:

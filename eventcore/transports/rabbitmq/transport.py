@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import InvalidConfiguration, TransportError
@@ -28,16 +29,16 @@ logger = logging.getLogger("eventcore.rabbitmq")
 _FIGURES_EVERY = 5.0
 
 
+@dataclass(frozen=True)
 class RabbitSource:
     """Delivers one routed type's messages to this process (see :class:`~eventcore.Source`)."""
 
-    def __init__(self, transport: RabbitMQTransport, event_type: type) -> None:
-        self._transport = transport
-        self._event_type = event_type
+    transport: RabbitMQTransport
+    event_type: type
 
     async def fetch(self, room: int) -> Sequence[tuple[Any, RabbitReceipt]]:
-        """Wait for messages; return at most *room* of them."""
-        return await self._transport._fetch(self._event_type, room)
+        """Wait for pushed messages; return at most *room* of them."""
+        return await self.transport.fetch_for(self.event_type, room)
 
 
 class RabbitMQTransport:
@@ -72,12 +73,12 @@ class RabbitMQTransport:
         url: str = "amqp://guest:guest@127.0.0.1:5672/",
         *,
         group: str,
+        groups: Sequence[str] | None = None,
         prefix: str = "eventcore",
-        partitions: int = 1,
-        max_deliver: int = 5,
         max_length: int | None = None,
         max_length_bytes: int | None = None,
-        groups: Sequence[str] | None = None,
+        max_deliver: int = 5,
+        partitions: int = 1,
         publish_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         format: str = "json",
@@ -146,13 +147,7 @@ class RabbitMQTransport:
             link, self._settings, codec, publish_timeout=self.publish_timeout
         )
         self._reader = Reader(bus, codec, self._ledger, self.max_deliver)
-        settle = Settle(
-            link,
-            self._ledger,
-            self._settings,
-            group=self.group,
-            publish_timeout=self.publish_timeout,
-        )
+        settle = Settle(link, self._ledger, self._settings, self.group, self.publish_timeout)
         self._settler = Settler(self._ledger, settle.apply, logger=logger)
         try:
             await self._declare_all()
@@ -228,8 +223,8 @@ class RabbitMQTransport:
         if route is None or (route.key is None) != (key is None):  # new, or re-keyed
             name = bus.names.resolve(event_type).name
             fresh = Route(event_type, name, key, self.partitions)
-            if route is not None:
-                fresh.keep_figures(route)
+            if route is not None:  # re-keyed: the figures go on
+                fresh.counts, fresh.pending = route.counts, route.pending
             route = self._routes[event_type] = fresh
         route.key = key
         for group in self.groups:
@@ -283,7 +278,8 @@ class RabbitMQTransport:
         """The source of *event_type*'s messages for this process's group."""
         return RabbitSource(self, event_type)
 
-    async def _fetch(self, event_type: type, room: int) -> list[tuple[Any, RabbitReceipt]]:
+    async def fetch_for(self, event_type: type, room: int) -> list[tuple[Any, RabbitReceipt]]:
+        """At most *room* of *event_type*'s delivered messages (consuming from now on)."""
         inbox = self._inboxes.get(event_type)
         if inbox is None or inbox.channel is None:
             inbox = await self._consume(event_type)
@@ -339,16 +335,7 @@ class RabbitMQTransport:
     def broker_stats(self, event_type: type) -> BrokerStats:
         """The type's figures on RabbitMQ as seen by this process."""
         route = self._routes.get(event_type)
-        if route is None:
-            return BrokerStats()
-        return BrokerStats(
-            pending=route.pending,
-            redelivered=route.redelivered,
-            acked=route.acked,
-            nacked=route.nacked,
-            terminated=route.terminated,
-            dead_lettered=route.dead_lettered,
-        )
+        return BrokerStats() if route is None else route.stats()
 
     async def _figures(self) -> None:
         """Read the ready messages of this group's queues now and then (a crew job)."""
