@@ -127,8 +127,12 @@ class PrivateRabbit:
             timeout=BOOT_LIMIT,
         )
 
-    def _beam(self) -> int | None:
+    @property
+    def pid(self) -> int | None:
         """The Erlang VM's process id (the server's own; the launcher is a shell)."""
+        return self._beam()
+
+    def _beam(self) -> int | None:
         try:
             return int((self.directory / "pid").read_text().strip())
         except (OSError, ValueError):

@@ -14,6 +14,8 @@ subprocesses, each test under a prefix of its own.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,9 +23,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiormq
 import pytest
 
-from eventcore import PublishUnconfirmed
+from eventcore import Dispatcher, PublishUnconfirmed
+from eventcore.transports.rabbitmq import RabbitMQTransport
 
 from ._history import check
 from .rabbit_support import PrivateRabbit
@@ -228,3 +232,40 @@ def test_per_key_order_holds_across_a_killed_consumer(
         (row[1] for row in handled),
     )
     report.assert_clean(in_flight=[row[1] for row in busy.records("key")[-HELD:]])
+
+
+def test_an_unconfirmed_publish_is_sent_again_under_the_same_id(
+    node: PrivateRabbit, prefix: str
+) -> None:
+    pid = node.pid
+    assert pid is not None
+
+    async def scenario() -> list[tuple[str, bytes]]:
+        transport = RabbitMQTransport(node.url, group="g", prefix=prefix, publish_timeout=0.5)
+        async with Dispatcher(transport=transport) as bus:
+            await bus.publish(Job(0))  # the queue exists; the node answers
+            stuck = Job(1)
+            os.kill(pid, signal.SIGSTOP)  # the node stops answering
+            try:
+                with pytest.raises(PublishUnconfirmed) as unconfirmed:
+                    await bus.publish(stuck)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert unconfirmed.value.event_type is Job
+            await bus.publish(stuck)  # the same event object: the same id
+            await bus.publish(Job(1))  # an equal but new object is a new event
+        connection = await aiormq.connect(node.url)
+        messages = []
+        try:
+            channel = await connection.channel()
+            queue = transport.queues_of(Job)[0]
+            while (got := await channel.basic_get(queue, no_ack=True)).body:
+                messages.append((str(got.header.properties.message_id), got.body))
+        finally:
+            await connection.close()
+        return messages
+
+    messages = asyncio.run(scenario())
+    ids = [message_id for message_id, body in messages if b'"n":1' in body]
+    assert len(ids) in (2, 3)  # the stuck publish stored once or twice, the new one once
+    assert len(set(ids)) == 2
