@@ -10,7 +10,7 @@ each worker handled:
 * ``demo.shop.payment`` (keyed by customer, 4 partitions): each partition queue
   has a single active consumer, so all payments of one customer go to one worker,
   in order (each partition stays with the worker that subscribed to it first; the
-  other waits on it as a standby).
+  other waits on it as a standby, and takes over when the first one stops).
 
 Everything runs under a prefix of its own, deleted at the end. A worker alone::
 

@@ -312,6 +312,35 @@ async def test_shutdown_gives_unhandled_events_back_to_the_group(make: Make) -> 
     assert first.stats(Order).broker.nacked >= 4  # type: ignore[union-attr]
 
 
+async def test_acks_of_later_messages_never_cover_one_still_running(make: Make) -> None:
+    first = Dispatcher(transport=make(), queue_size=16, concurrency=2, shutdown_timeout=0.3)
+    handled: list[int] = []
+
+    @first.on(Order)
+    async def handle(order: Order) -> None:
+        if order.n == 3:
+            await anyio.sleep(LIMIT)  # still running when the dispatcher shuts down
+        handled.append(order.n)
+
+    later: list[int] = []
+    second = Dispatcher(transport=make())
+
+    @second.on(Order)
+    async def take_over(order: Order) -> None:
+        later.append(order.n)
+
+    with anyio.fail_after(LIMIT):
+        async with first:
+            for n in range(10):
+                await first.publish(Order(n))
+            await until(lambda: len(handled) == 9)
+            await until(lambda: first.stats(Order).broker.acked == 9)  # type: ignore[union-attr]
+        async with second:
+            await until(lambda: later == [3])  # given back, not acked with the others
+            await anyio.sleep(0.2)
+    assert later == [3]
+
+
 async def test_events_of_one_key_are_handled_in_order_by_one_process(make: Make) -> None:
     seen: dict[str, list[tuple[str, int]]] = {"p1": [], "p2": []}
     buses = []
@@ -518,4 +547,6 @@ def test_the_demo_shares_the_orders_and_keeps_each_customer_with_one_worker() ->
     orders = [int(line.split(":")[1].split("orders")[0]) for line in lines]
     assert all(count > 0 for count in orders), done.stdout  # both took a share
     customers = [int(line.split("payments of ")[1].split()[0]) for line in lines]
-    assert sum(customers) == 5, done.stdout  # each customer's payments at one worker
+    # a customer's payments stay with one worker; the first to stop hands its
+    # partitions over with what it had not handled yet (in order)
+    assert 5 <= sum(customers) <= 10, done.stdout

@@ -18,8 +18,8 @@ which delivers it again.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..._deadletters import DeadLetterReason
 from ..._transport import Verdict
@@ -35,6 +35,37 @@ if TYPE_CHECKING:
 REASON, GROUP, DELIVERIES = "eventcore-reason", "eventcore-group", "eventcore-deliveries"
 
 
+class Tally:
+    """The delivery tags settled on one consuming channel: every tag up to ``floor``,
+    and those above it in ``above``. Handled messages whose tags the floor passes
+    are acknowledged with one ``basic.ack`` (``multiple``): it covers exactly the
+    tags still outstanding up to there, which are those."""
+
+    __slots__ = ("above", "channel", "floor")
+
+    def __init__(self) -> None:
+        self.channel: Any = None
+        self.floor = 0
+        self.above: set[int] = set()
+
+    def on(self, channel: Any) -> None:
+        """Count tags of *channel* (a new channel numbers its deliveries from 1)."""
+        if channel is not self.channel:
+            self.channel, self.floor, self.above = channel, 0, set()
+
+    def settled(self, tag: int) -> None:
+        self.above.add(tag)
+
+    def advance(self) -> int:
+        """Move the floor over the settled tags; the new floor."""
+        floor, above = self.floor, self.above
+        while floor + 1 in above:
+            floor += 1
+            above.discard(floor)
+        self.floor = floor
+        return floor
+
+
 @dataclass(frozen=True)
 class Settle:
     """Applies batches of verdicts (see the module doc) for the transport of *group*."""
@@ -44,11 +75,16 @@ class Settle:
     _settings: Settings
     _group: str
     _publish_timeout: float
+    _tally: Tally = field(default_factory=Tally)
 
     async def apply(self, batch: list[Settlement[RabbitReceipt]]) -> None:
-        """Send one batch of verdicts (the kit's settler retries a batch that raises)."""
+        """Send one batch of verdicts (the kit's settler retries a batch that raises):
+        nacks and dead letters one by one, then the acks of the handled messages, in
+        one frame where the tags allow it."""
         channel = self._link.consuming
-        letters = []
+        tally = self._tally
+        tally.on(channel)
+        handled, letters = [], []
         for settlement in batch:
             receipt = settlement.receipt
             if receipt.channel is not channel or channel is None or channel.is_closed:
@@ -56,17 +92,33 @@ class Settle:
                 continue
             verdict = settlement.verdict
             if verdict is Verdict.HANDLED:
-                await channel.basic_ack(receipt.tag, wait=False)
-                receipt.route.counts["acked"] += 1
-                self._ledger.done(receipt)
+                handled.append(receipt)
             elif verdict is Verdict.SHUTDOWN:
                 await channel.basic_nack(receipt.tag, requeue=True, wait=False)
                 receipt.route.counts["nacked"] += 1
                 self._ledger.done(receipt)
+                tally.settled(receipt.tag)
             else:
                 letters.append(settlement)
         if letters:
             await asyncio.gather(*(self._dead_letter(s) for s in letters))
+        if handled:
+            assert channel is not None
+            await self._ack(channel, handled)
+
+    async def _ack(self, channel: Any, handled: list[RabbitReceipt]) -> None:
+        tally = self._tally
+        for receipt in handled:
+            tally.settled(receipt.tag)
+        floor = tally.advance()
+        if all(receipt.tag <= floor for receipt in handled):
+            await channel.basic_ack(floor, multiple=True, wait=False)
+        else:
+            for receipt in handled:
+                await channel.basic_ack(receipt.tag, wait=False)
+        for receipt in handled:
+            receipt.route.counts["acked"] += 1
+            self._ledger.done(receipt)
 
     async def _dead_letter(self, settlement: Settlement[RabbitReceipt]) -> None:
         receipt, verdict = settlement.receipt, settlement.verdict
@@ -90,6 +142,7 @@ class Settle:
             await channel.basic_reject(receipt.tag, requeue=False, wait=False)
             route.counts["terminated"] += 1
         self._ledger.done(receipt)
+        self._tally.settled(receipt.tag)
 
     async def _copy(self, receipt: RabbitReceipt, reason: str) -> bool:
         """Write the message to the dead-letter exchange; whether RabbitMQ confirmed it."""
