@@ -496,6 +496,7 @@ async def test_wrong_credentials_say_so(caplog: pytest.LogCaptureFixture) -> Non
     ):
         async with Dispatcher(transport=transport):
             pass
+    assert "ACCESS_REFUSED" in str(failed.value)  # the server's own reason, at once
     assert "wrong" not in str(failed.value)
     assert "wrong" not in caplog.text
 
