@@ -175,13 +175,11 @@ async def delete(queues: list[str], exchanges: list[str]) -> None:
 async def faststream(queue_name: str, events: int, publishers: int) -> float:
     rabbit = importlib.import_module("faststream.rabbit")  # a bench-only dependency
     broker = rabbit.RabbitBroker(URL, logger=None)
-    queue = rabbit.RabbitQueue(
-        queue_name, durable=True, queue_type=rabbit.QueueType.QUORUM
-    )
+    queue = rabbit.RabbitQueue(queue_name, durable=True, queue_type=rabbit.QueueType.QUORUM)
     done = asyncio.Event()
     handled = 0
 
-    @broker.subscriber(queue)  # type: ignore[misc]
+    @broker.subscriber(queue)  # type: ignore[untyped-decorator]
     async def handle(body: dict[str, Any]) -> None:
         nonlocal handled
         handled += 1
@@ -204,7 +202,11 @@ async def faststream(queue_name: str, events: int, publishers: int) -> float:
 
 # -- the run ------------------------------------------------------------------------------
 
-CONTENDERS: dict[str, Run] = {"raw aio-pika": raw, "eventcore": eventcore, "FastStream": faststream}
+CONTENDERS: dict[str, Run] = {
+    "raw aio-pika": raw,
+    "eventcore": eventcore,
+    "FastStream": faststream,
+}
 SHAPES = {"sequential": 1, f"{CONCURRENT} concurrent publishers": CONCURRENT}
 
 
