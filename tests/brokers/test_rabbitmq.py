@@ -421,6 +421,26 @@ async def test_a_queue_deleted_under_a_publisher_is_declared_again(make: Make) -
     assert ok.message_count == 1
 
 
+async def test_an_exchange_deleted_under_a_publisher_is_declared_again(make: Make) -> None:
+    transport = make()
+    with anyio.fail_after(LIMIT):
+        async with Dispatcher(transport=transport) as bus:
+            await bus.publish(Order(1))
+            connection, channel = await raw_channel(URL)
+            try:
+                await channel.exchange_delete(transport.prefix)
+            finally:
+                await connection.close()
+            assert await bus.publish(Order(2))  # refused, declared again, published again
+            assert await bus.publish(Order(3))
+            connection, channel = await raw_channel(URL)
+            try:
+                ok = await channel.queue_declare(transport.queues_of(Order)[0], passive=True)
+            finally:
+                await connection.close()
+    assert ok.message_count == 3
+
+
 async def test_the_keyed_queues_have_a_single_active_consumer(make: Make) -> None:
     transport = make(partitions=3)
     bus = Dispatcher(transport=transport)

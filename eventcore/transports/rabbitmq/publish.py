@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 #: how long a failed publish's event id is kept for a retry of the same object (s)
 _RETRY_WINDOW = 600.0
+#: what makes a publish declare its route again and try once more: returned as
+#: unroutable (a queue or binding vanished), or refused for a missing exchange
+_GONE = (aiormq.exceptions.PublishError, aiormq.exceptions.ChannelNotFoundEntity)
 #: persistent messages (delivery mode 2)
 _PERSISTENT = 2
 
@@ -96,7 +99,7 @@ class Publisher:
         try:
             try:
                 await self._publish(route, partition, body, properties, deadline)
-            except aiormq.exceptions.PublishError:  # returned: no queue bound
+            except _GONE:  # returned (no queue bound), or the exchange is gone
                 await again(route)
                 await self._publish(route, partition, body, properties, deadline)
         except aiormq.exceptions.PublishError:
@@ -139,6 +142,8 @@ class Publisher:
                 timeout=wait,
                 wait=False,
             )
+        except aiormq.exceptions.ChannelNotFoundEntity:  # the exchange was deleted: not stored
+            raise
         except CONNECTION_ERRORS:  # TimeoutError included (an OSError): no confirmation
             # sent, perhaps stored: a retry of the same event object keeps its id
             raise unconfirmed(event_type, str(properties.message_id), "RabbitMQ", wait) from None

@@ -242,8 +242,11 @@ class RabbitMQTransport:
                 route.declared.add(group)
 
     async def _again(self, route: Route) -> None:
-        """Declare *route* again (a publish was returned: a queue or binding vanished)."""
+        """Declare the exchanges and *route* again (a publish was returned, or its
+        exchange was missing: something was deleted under the service)."""
         route.declared.clear()
+        if self._declarer is not None:
+            await self._declarer.exchanges()
         await self._route(route.event_type)
 
     # -- publishing ------------------------------------------------------------------
