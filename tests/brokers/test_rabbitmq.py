@@ -341,6 +341,48 @@ async def test_acks_of_later_messages_never_cover_one_still_running(make: Make) 
     assert later == [3]
 
 
+async def test_acks_of_messages_handled_out_of_order_keep_the_channel(make: Make) -> None:
+    """A message acknowledged alone (the one before it still ran) must not be named
+    again by the batched ack that follows: RabbitMQ would close the channel."""
+    transport = make()
+    bus = Dispatcher(transport=transport, queue_size=8, concurrency=2)
+    handled: list[int] = []
+    second_done = anyio.Event()
+
+    @bus.on(Order)
+    async def handle(order: Order) -> None:
+        if order.n == 0:
+            await second_done.wait()
+            await until(lambda: transport.broker_stats(Order).acked >= 1)
+            await anyio.sleep(0.05)  # the ack of 1 went out on its own
+        handled.append(order.n)
+        if order.n == 1:
+            second_done.set()
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            for n in range(2):
+                await bus.publish(Order(n))
+            await until(lambda: len(handled) == 2)
+            for n in range(2, 6):  # the channel still delivers, and nothing comes twice
+                await bus.publish(Order(n))
+            await until(lambda: len(handled) >= 6)
+            await until(lambda: transport.broker_stats(Order).acked >= 6)
+            await anyio.sleep(0.2)
+        again: list[int] = []
+        later = Dispatcher(transport=make())
+
+        @later.on(Order)
+        async def redelivered(order: Order) -> None:
+            again.append(order.n)
+
+        async with later:
+            await anyio.sleep(0.3)
+    assert handled[:2] == [1, 0]
+    assert sorted(handled) == list(range(6))  # each once
+    assert again == []  # every message was acknowledged
+
+
 async def test_events_of_one_key_are_handled_in_order_by_one_process(make: Make) -> None:
     seen: dict[str, list[tuple[str, int]]] = {"p1": [], "p2": []}
     buses = []

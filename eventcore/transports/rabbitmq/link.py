@@ -90,25 +90,33 @@ class Link:
         return channel
 
     async def watch(self) -> None:
-        """Reconnect whenever the connection is lost (a crew job: runs until closed)."""
+        """Reconnect whenever the connection, or the consuming channel (a channel error
+        from RabbitMQ), is lost (a crew job: runs until closed)."""
         while not self._closing:
-            connection = self.connection
-            if connection is not None and not connection.is_closed:
-                reason: Exception | None = None
-                try:
-                    await connection.closing
-                except Exception as exc:  # the loss's reason
-                    reason = exc
+            connection, consuming = self.connection, self.consuming
+            if connection is not None and consuming is not None and not connection.is_closed:
+                reason = await self._lost(connection, consuming)
                 if self.closed:
                     return
                 logger.warning(
-                    "RabbitMQ at %s: connection lost (%s); reconnecting (publishes follow "
-                    "the overflow policy meanwhile)",
+                    "RabbitMQ at %s: %s; reconnecting (publishes follow the overflow "
+                    "policy meanwhile, unacknowledged deliveries come again)",
                     self.where,
-                    redact(str(reason)) if reason else "closed",
+                    reason,
                 )
             self.up.clear()
             await self._reconnect()
+
+    @staticmethod
+    async def _lost(connection: aiormq.abc.AbstractConnection, consuming: Channel) -> str:
+        """Wait until the connection or the consuming channel closes; what happened."""
+        watched = {connection.closing: "connection lost", consuming.closing: "channel closed"}
+        done, waiting = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        for observer in waiting:
+            observer.cancel()  # an observer only: the resource stays as it is
+        ended = done.pop()
+        cause = None if ended.cancelled() else ended.exception()
+        return f"{watched[ended]} ({redact(str(cause)) if cause else 'closed'})"
 
     async def _reconnect(self) -> None:
         pause = BACKOFF_FIRST

@@ -37,9 +37,10 @@ REASON, GROUP, DELIVERIES = "eventcore-reason", "eventcore-group", "eventcore-de
 
 class Tally:
     """The delivery tags settled on one consuming channel: every tag up to ``floor``,
-    and those above it in ``above``. Handled messages whose tags the floor passes
-    are acknowledged with one ``basic.ack`` (``multiple``): it covers exactly the
-    tags still outstanding up to there, which are those."""
+    and those above it in ``above``. When the floor passes every handled message of
+    a batch, one ``basic.ack`` (``multiple``) with the batch's highest tag covers
+    them: every tag below it is settled, so the outstanding ones are exactly these
+    (RabbitMQ refuses a multiple ack whose own tag was acknowledged already)."""
 
     __slots__ = ("above", "channel", "floor")
 
@@ -111,8 +112,9 @@ class Settle:
         for receipt in handled:
             tally.settled(receipt.tag)
         floor = tally.advance()
-        if all(receipt.tag <= floor for receipt in handled):
-            await channel.basic_ack(floor, multiple=True, wait=False)
+        top = max(receipt.tag for receipt in handled)
+        if top <= floor:  # everything below is settled; RabbitMQ wants top outstanding
+            await channel.basic_ack(top, multiple=True, wait=False)
         else:
             for receipt in handled:
                 await channel.basic_ack(receipt.tag, wait=False)
