@@ -44,6 +44,12 @@ Make = Callable[..., RabbitMQTransport]
 
 
 @pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """asyncio only here: the broker contract suite runs RabbitMQ on uvloop too."""
+    return ("asyncio", {"use_uvloop": False})
+
+
+@pytest.fixture
 async def make() -> AsyncIterator[Make]:
     async with rabbit_transports(require_shared()) as factory:
         yield factory
