@@ -514,7 +514,18 @@ async def test_the_keyed_queues_have_a_single_active_consumer(make: Make) -> Non
                 )
         finally:
             await connection.close()
-    assert queues == [f"{transport.prefix}.service.tests.rabbit.keyed.{p}" for p in range(3)]
+    base = f"{transport.prefix}.service.tests.rabbit.keyed"
+    assert queues == [base, f"{base}.1", f"{base}.2"]
+    assert [transport.stream_of(Keyed, p) for p in range(3)] == queues
+
+
+def test_stream_of_has_the_shape_of_the_other_transports_and_works_before_open() -> None:
+    transport = RabbitMQTransport(group="billing", prefix="p", partitions=4)
+    assert transport.stream_of(Order) == "p.billing.tests.rabbit.order"
+    assert transport.stream_of("tests.rabbit.order", 0, group="billing") == (
+        "p.billing.tests.rabbit.order"
+    )
+    assert transport.stream_of(Keyed, 2, group="audit") == "p.audit.tests.rabbit.keyed.2"
 
 
 async def test_the_prefetch_is_the_local_room(make: Make) -> None:

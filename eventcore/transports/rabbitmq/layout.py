@@ -5,8 +5,8 @@
   type with a key;
 * one durable quorum queue per (type, group), ``<prefix>.<group>.<name>``, bound
   to the exchange by the event's name; a keyed type has ``partitions`` queues
-  ``<prefix>.<group>.<name>.<p>``, each with a single active consumer, so one
-  key is handled in order by one process at a time;
+  (the first one named so, then ``<prefix>.<group>.<name>.<p>``), each with a
+  single active consumer, so one key is handled in order by one process at a time;
 * the queues' own dead-letter exchange is ``<prefix>.dead`` (a topic exchange)
   with one quorum queue ``<prefix>.dead_letters`` bound to everything: what
   RabbitMQ dead-letters itself lands there with its ``x-death`` header, and so
@@ -103,8 +103,7 @@ class Route:
         return self.name if self.key is None else f"{self.name}.{partition}"
 
     def queue(self, settings: Settings, group: str, partition: int) -> str:
-        base = f"{settings.prefix}.{group}.{self.name}"
-        return base if self.key is None else f"{base}.{partition}"
+        return queue_name(settings.prefix, group, self.name, partition)
 
     def queues(self, settings: Settings, group: str) -> list[str]:
         return [self.queue(settings, group, p) for p in range(self.count)]
@@ -113,6 +112,13 @@ class Route:
         """The route's figures as the seam reports them."""
         counts: dict[str, Any] = dict(self.counts)  # acked, nacked... as BrokerStats names them
         return BrokerStats(pending=self.pending, **counts)
+
+
+def queue_name(prefix: str, group: str, name: str, partition: int = 0) -> str:
+    """The queue of the events named *name* for *group*: ``<prefix>.<group>.<name>``,
+    and for the partitions of a keyed type after the first, ``.<partition>``."""
+    base = f"{prefix}.{group}.{name}"
+    return base if partition == 0 else f"{base}.{partition}"
 
 
 class Declarer:

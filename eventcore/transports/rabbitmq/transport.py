@@ -13,9 +13,10 @@ from ..._errors import InvalidConfiguration, TransportError
 from ..._transport import BrokerStats
 from ..._wire.codec import DEFAULT_MAX_SIZE, Codec
 from .._kit import Crew, Ledger, Settler, redact, require_asyncio, unavailable, validate
+from .._kit.common import wire_name
 from .amqp import CONNECTION_ERRORS
 from .consume import Inbox, RabbitReceipt, Reader
-from .layout import Declarer, Route, Settings
+from .layout import Declarer, Route, Settings, queue_name
 from .link import Link
 from .publish import Publisher
 from .settle import Settle
@@ -325,6 +326,16 @@ class RabbitMQTransport:
                 "dispatcher (or publish one) first"
             )
         return route.queues(self._settings, group or self.group)
+
+    def stream_of(
+        self, event_type: type | str, partition: int = 0, *, group: str | None = None
+    ) -> str:
+        """The queue that holds *event_type*'s events (a class, or its wire name) of
+        *partition* for *group* (default: this transport's group), e.g. to inspect it
+        with ``rabbitmqctl list_queues`` (the name shared with the other transports)."""
+        names = None if self._bus is None else self._bus.names
+        name = wire_name(event_type, names)
+        return queue_name(self.prefix, group or self.group, name, partition)
 
     def declared(self) -> list[str]:
         """Every queue this transport declared (its types' queues for each group it
