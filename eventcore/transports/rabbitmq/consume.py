@@ -126,7 +126,7 @@ class Reader:
         count = headers.get("x-delivery-count") if headers else None
         delivered = count if isinstance(count, int) else 0
         if message.delivery.redelivered:  # type: ignore[union-attr]
-            route.counts["redelivered"] += 1
+            route.figures["redelivered"] += 1
         receipt = RabbitReceipt(self._ledger, route, message, delivered + 1)
         self._ledger.hold(receipt, receipt)
         body = message.body

@@ -92,7 +92,7 @@ class Route:
     #: ready messages in this group's queues (the last figure read; None before)
     pending: int | None = None
     #: the counters of :class:`~eventcore.BrokerStats` by name (acked, nacked...)
-    counts: Counter[str] = field(default_factory=Counter)
+    figures: Counter[str] = field(default_factory=Counter)
 
     @property
     def count(self) -> int:
@@ -110,8 +110,8 @@ class Route:
 
     def stats(self) -> BrokerStats:
         """The route's figures as the seam reports them."""
-        counts: dict[str, Any] = dict(self.counts)  # acked, nacked... as BrokerStats names them
-        return BrokerStats(pending=self.pending, **counts)
+        figures: dict[str, Any] = dict(self.figures)  # acked, nacked... as BrokerStats names them
+        return BrokerStats(pending=self.pending, **figures)
 
 
 def queue_name(prefix: str, group: str, name: str, partition: int = 0) -> str:

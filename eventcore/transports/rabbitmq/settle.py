@@ -96,7 +96,7 @@ class Settle:
                 handled.append(receipt)
             elif verdict is Verdict.SHUTDOWN:
                 await channel.basic_nack(receipt.tag, requeue=True, wait=False)
-                receipt.route.counts["nacked"] += 1
+                receipt.route.figures["nacked"] += 1
                 self._ledger.done(receipt)
                 tally.settled(receipt.tag)
             else:
@@ -119,7 +119,7 @@ class Settle:
             for receipt in handled:
                 await channel.basic_ack(receipt.tag, wait=False)
         for receipt in handled:
-            receipt.route.counts["acked"] += 1
+            receipt.route.figures["acked"] += 1
             self._ledger.done(receipt)
 
     async def _dead_letter(self, settlement: Settlement[RabbitReceipt]) -> None:
@@ -131,18 +131,18 @@ class Settle:
             reason = settlement.note or DeadLetterReason.REJECTED.value
         copied = await self._copy(receipt, reason)
         if copied:
-            route.counts["dead_lettered"] += 1
+            route.figures["dead_lettered"] += 1
             await channel.basic_ack(receipt.tag, wait=False)
             if verdict is Verdict.FAILED:
-                route.counts["acked"] += 1
+                route.figures["acked"] += 1
             else:
-                route.counts["terminated"] += 1
+                route.figures["terminated"] += 1
         elif verdict is Verdict.FAILED:  # handled again later, here or elsewhere
             await channel.basic_nack(receipt.tag, requeue=True, wait=False)
-            route.counts["nacked"] += 1
+            route.figures["nacked"] += 1
         else:  # RabbitMQ's own dead-lettering takes it
             await channel.basic_reject(receipt.tag, requeue=False, wait=False)
-            route.counts["terminated"] += 1
+            route.figures["terminated"] += 1
         self._ledger.done(receipt)
         self._tally.settled(receipt.tag)
 

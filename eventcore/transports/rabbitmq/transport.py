@@ -225,7 +225,8 @@ class RabbitMQTransport:
             name = bus.names.resolve(event_type).name
             fresh = Route(event_type, name, key, self.partitions)
             if route is not None:  # re-keyed: the figures go on
-                fresh.counts, fresh.pending = route.counts, route.pending
+                fresh.figures.update(route.figures)
+                fresh.pending = route.pending
             route = self._routes[event_type] = fresh
         route.key = key
         for group in self.groups:
