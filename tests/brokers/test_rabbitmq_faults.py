@@ -26,7 +26,7 @@ from pathlib import Path
 import aiormq
 import pytest
 
-from eventcore import Dispatcher, PublishUnconfirmed
+from eventcore import Dispatcher, PublishUnconfirmed, QueueFull
 from eventcore.transports.rabbitmq import RabbitMQTransport
 
 from ._history import check
@@ -269,3 +269,25 @@ def test_an_unconfirmed_publish_is_sent_again_under_the_same_id(
     ids = [message_id for message_id, body in messages if b'"n":1' in body]
     assert len(ids) in (2, 3)  # the stuck publish stored once or twice, the new one once
     assert len(set(ids)) == 2
+
+
+def test_a_stalled_node_answers_send_within_its_deadline(node: PrivateRabbit, prefix: str) -> None:
+    pid = node.pid
+    assert pid is not None
+
+    async def scenario() -> BaseException:
+        # a send that waited out publish_timeout (30 s) would far outlast the bound (3 s)
+        transport = RabbitMQTransport(node.url, group="g", prefix=prefix, publish_timeout=30)
+        async with Dispatcher(transport=transport) as bus:
+            await bus.publish(Job(0))
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                deadline = asyncio.get_running_loop().time() + 0.3
+                with pytest.raises((PublishUnconfirmed, QueueFull)) as failed:
+                    await asyncio.wait_for(transport.send(Job, Job(1), deadline=deadline), 3.0)
+                return failed.value
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+    error = asyncio.run(scenario())
+    assert getattr(error, "event_type", None) is Job

@@ -132,6 +132,8 @@ class Publisher:
                 event_type, f"RabbitMQ at {self._link.where} is unreachable ({exc})"
             ) from None
         wait, _ = bounded(self.publish_timeout, deadline)
+        if wait <= 0:  # nothing was written: certainly not stored
+            raise refused_send(event_type, "its publish deadline passed before the write")
         try:
             await channel.basic_publish(
                 body,
