@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import TransportError
-from .._kit import RetryIds, bounded, partition_of, refused_send, unconfirmed
+from .._kit import RetryIds, answer_wait, partition_of, refused_send, remaining, unconfirmed
 from .._kit.tracecontext import current_traceparent
 from .amqp import CONNECTION_ERRORS, aiormq, spec
 from .layout import Route
@@ -131,9 +131,9 @@ class Publisher:
             raise refused_send(
                 event_type, f"RabbitMQ at {self._link.where} is unreachable ({exc})"
             ) from None
-        wait, _ = bounded(self.publish_timeout, deadline)
-        if wait <= 0:  # nothing was written: certainly not stored
+        if deadline is not None and not remaining(deadline):  # nothing written: not stored
             raise refused_send(event_type, "its publish deadline passed before the write")
+        wait = answer_wait(self.publish_timeout, deadline)
         try:
             await channel.basic_publish(
                 body,
