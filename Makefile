@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats demo-redis docs docs-serve fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis clean
+.PHONY: demo demo-nats demo-redis demo-rabbitmq docs docs-serve fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis bench-rabbitmq clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ docs: $(STAMP)
 # The same, served with live reload on http://127.0.0.1:8000/
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# Scale-out on RabbitMQ: one publisher, two workers of one service sharing the load
+# (needs RabbitMQ at EVENTCORE_RABBITMQ_URL or 127.0.0.1:5672).
+demo-rabbitmq: $(STAMP)
+	$(BIN)/python -m examples.rabbitmq_demo
 
 test: lint typecheck pytest perf-guard
 
@@ -113,6 +118,12 @@ $(VENV)/.soak-installed: $(STAMP) pyproject.toml
 
 soak: $(VENV)/.soak-installed
 	$(BIN)/python -m soak --minutes $(MINUTES) --out $(SOAK_OUT)
+
+# The RabbitMQ transport beside raw aio-pika and FastStream's RabbitBroker, publish +
+# consume in one process (a few minutes; a private RabbitMQ node, or EVENTCORE_RABBITMQ_URL):
+# bench/out/rabbitmq.json, cProfile reports in bench/out/rabbitmq-profile-*.txt.
+bench-rabbitmq: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.rabbitmq_transport --profile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist site

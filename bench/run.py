@@ -21,8 +21,12 @@ from .scenarios import run_overload, run_timed, scenarios, spec_dict
 HERE = Path(__file__).resolve().parent
 
 
-#: the sections of RESULTS.md that `make bench-nats` / `make bench-redis` write by hand
-TRANSPORT_SECTIONS = ("## NATS JetStream transport", "## Redis Streams transport")
+#: the sections of RESULTS.md that the transports' benches (make bench-nats...) write by hand
+TRANSPORT_SECTIONS = (
+    "## NATS JetStream transport",
+    "## Redis Streams transport",
+    "## RabbitMQ transport",
+)
 
 
 def transport_sections(results: Path) -> str:
