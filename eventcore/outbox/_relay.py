@@ -38,6 +38,7 @@ from .._errors import (
 )
 from .._wire.errors import WireError
 from .._wire.ids import resending
+from .._wire.names import declared_name
 from ._errors import DatabaseUnavailable, MissingTable
 from ._local import relayed
 from ._schema import DEFAULT_TABLES, Tables
@@ -64,7 +65,10 @@ class Relay:
         async with bus, Relay(bus, "postgresql://127.0.0.1/app"):
             ...
 
-    :param bus: the dispatcher whose routes (in memory, NATS, Redis) the events take
+    :param bus: the dispatcher whose routes (in memory, NATS, Redis) the events take;
+        a row decodes if its type is registered in ``bus.names`` (``bus.register``,
+        or an ``@event`` type that the dispatcher handles or configured); a row
+        of a type unknown here is dead-lettered with the reason
     :param dsn: the PostgreSQL URL for asyncpg (``postgresql://user@host:port/db``)
     :param tables: the table names
     :param batch: rows read per round
@@ -299,6 +303,7 @@ class Relay:
             return 0, 0
         codec = self._codec
         assert codec is not None
+        self._know_types()
         chains: dict[Any, list[tuple[Any, Any]]] = {}
         for row in rows:
             try:
@@ -323,6 +328,17 @@ class Relay:
             self._sent += len(done)
         self._backlog = max(0, (self._backlog or 0) - len(done))
         return len(rows), len(rows) - len(done) - len(refused)
+
+    def _know_types(self) -> None:
+        """Register the ``@event`` names of the types this process handles or
+        configured, so that their rows decode (the others must be registered)."""
+        names, bus = self.bus.names, self.bus
+        for event_type in (
+            *(sub.event_type for sub in bus.subscriptions()),
+            *bus.configured_types(),
+        ):
+            if names.get(event_type) is None and declared_name(event_type) is not None:
+                names.resolve(event_type)
 
     async def _send_chain(
         self,

@@ -1,0 +1,278 @@
+"""The outbox's writing side and the relay on an in-memory route: nothing leaves before
+its transaction commits, a committed event is handled (also after a restart), rows
+are removed only once handled, bad input gets typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from eventcore import DeadLetter, DeadLetterReason, Dispatcher
+from eventcore.outbox import (
+    DatabaseUnavailable,
+    MissingTable,
+    NotInTransaction,
+    Outbox,
+    Relay,
+    Tables,
+    UnsupportedDatabase,
+)
+from eventcore.wire import EncodeError
+
+from .events import OrderPlaced
+from .support import unique_tables
+
+pytestmark = pytest.mark.anyio
+
+
+async def rows(dsn: str, table: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(f"SELECT * FROM {table} ORDER BY seq"))
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def sessions(dsn: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        yield async_sessionmaker(engine, expire_on_commit=False)
+    finally:
+        await engine.dispose()
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+async def test_a_committed_asyncpg_transaction_is_handled_and_its_row_removed(
+    dsn: str, tables: Tables
+) -> None:
+    bus = Dispatcher()
+    seen: list[OrderPlaced] = []
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        seen.append(event)
+
+    outbox = Outbox(bus, tables=tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            event_id = await outbox.publish(OrderPlaced("A1", 10.0), session=conn)
+        stored = await rows(dsn, tables.outbox)
+        assert [(r["event_id"], r["type"]) for r in stored] == [(event_id, "orders.placed")]
+    finally:
+        await conn.close()
+    async with bus, outbox.relay(dsn, poll_interval=0.2) as relay:
+        await wait_for(lambda: relay.stats().sent == 1)
+    assert seen == [OrderPlaced("A1", 10.0)]
+    assert await rows(dsn, tables.outbox) == []
+
+
+async def test_a_rolled_back_session_publishes_nothing(dsn: str, tables: Tables) -> None:
+    bus = Dispatcher()
+    outbox = Outbox(bus, tables=tables)
+    async with sessions(dsn) as make:
+        async with make() as session:
+            async with session.begin():
+                await outbox.publish(OrderPlaced("R1", 1.0), session=session)
+                assert len(await rows(dsn, tables.outbox)) == 0  # not visible before commit
+                await session.rollback()
+        async with make() as session, session.begin():
+            await outbox.publish(OrderPlaced("C1", 2.0), session=session)
+    stored = await rows(dsn, tables.outbox)
+    assert [bytes(r["body"]).count(b'"C1"') for r in stored] == [1]
+
+
+async def test_events_committed_while_no_relay_ran_are_handled_at_the_next_start(
+    dsn: str, tables: Tables
+) -> None:
+    first = Dispatcher()
+    outbox = Outbox(first, tables=tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for n in range(5):
+            async with conn.transaction():
+                await outbox.publish(OrderPlaced(f"O{n}", n), session=conn)
+    finally:
+        await conn.close()
+    # the publisher "died": a new process, a new dispatcher, the same table
+    bus = Dispatcher()
+    seen: list[str] = []
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        seen.append(event.order_id)
+
+    async with bus, Relay(bus, dsn, tables=tables, poll_interval=0.2) as relay:
+        await wait_for(lambda: relay.stats().sent == 5)
+    assert seen == [f"O{n}" for n in range(5)]
+
+
+async def test_the_relay_wakes_on_notify_and_sends_one_key_in_order(
+    dsn: str, tables: Tables
+) -> None:
+    bus = Dispatcher()
+    bus.configure(OrderPlaced, key=lambda e: e.customer, concurrency=8)
+    seen: list[tuple[str, str]] = []
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        await anyio.sleep(0.001)
+        seen.append((event.customer, event.order_id))
+
+    outbox = Outbox(bus, tables=tables)
+    async with bus, outbox.relay(dsn, poll_interval=30, batch=7) as relay:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for n in range(40):
+                async with conn.transaction():
+                    await outbox.publish(OrderPlaced(f"{n:02}", n, f"k{n % 3}"), session=conn)
+        finally:
+            await conn.close()
+        await wait_for(lambda: relay.stats().sent == 40)  # far sooner than poll_interval
+    for key in ("k0", "k1", "k2"):
+        mine = [order for customer, order in seen if customer == key]
+        assert mine == sorted(mine)
+    assert len(seen) == 40
+
+
+async def test_two_relays_on_one_table_send_each_row_once(dsn: str, tables: Tables) -> None:
+    bus = Dispatcher()
+    seen: list[str] = []
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        seen.append(event.order_id)
+
+    outbox = Outbox(bus, tables=tables)
+    async with (
+        bus,
+        outbox.relay(dsn, poll_interval=0.05) as one,
+        outbox.relay(dsn, poll_interval=0.05) as two,
+    ):
+        conn = await asyncpg.connect(dsn)
+        try:
+            for n in range(30):
+                async with conn.transaction():
+                    await outbox.publish(OrderPlaced(f"O{n}", n), session=conn)
+        finally:
+            await conn.close()
+        await wait_for(lambda: one.stats().sent + two.stats().sent == 30)
+        await anyio.sleep(0.3)
+        assert [one.stats().leader, two.stats().leader].count(True) == 1
+    assert sorted(seen) == sorted(f"O{n}" for n in range(30))
+
+
+async def test_an_undecodable_row_is_dead_lettered_with_its_reason(
+    dsn: str, tables: Tables
+) -> None:
+    letters: list[DeadLetter] = []
+    bus = Dispatcher(on_dead_letter=letters.append)
+    seen: list[str] = []
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        seen.append(event.order_id)
+
+    outbox = Outbox(bus, tables=tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            f"INSERT INTO {tables.outbox} (event_id, type, body) VALUES ('x', 'Gone', $1)",
+            b'{"type": "Gone", "id": "x", "version": 1, "time": "2026-01-01T00:00:00Z"}',
+        )
+        async with conn.transaction():
+            await outbox.publish(OrderPlaced("after", 1.0), session=conn)
+    finally:
+        await conn.close()
+    async with bus, outbox.relay(dsn, poll_interval=0.1) as relay:
+        await wait_for(lambda: relay.stats().sent == 1)
+        assert relay.stats().dead_lettered == 1
+    assert seen == ["after"]
+    dead = await rows(dsn, tables.dead)
+    assert [(r["event_id"], r["reason"][:30]) for r in dead] == [("x", "undecodable: unknown event typ")]
+    assert [letter.reason for letter in letters] == [DeadLetterReason.UNDECODABLE]
+    assert await rows(dsn, tables.outbox) == []
+
+
+async def test_publish_outside_a_transaction_is_refused(dsn: str, tables: Tables) -> None:
+    outbox = Outbox(Dispatcher(), tables=tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(NotInTransaction, match="conn.transaction"):
+            await outbox.publish(OrderPlaced("A", 1.0), session=conn)
+    finally:
+        await conn.close()
+    async with sessions(dsn) as make:
+        engine = make.kw["bind"]
+        async with engine.connect() as plain:
+            with pytest.raises(NotInTransaction):
+                await outbox.publish(OrderPlaced("A", 1.0), session=plain)
+        auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(auto) as session:
+            with pytest.raises(NotInTransaction, match="AUTOCOMMIT"):
+                await outbox.publish(OrderPlaced("A", 1.0), session=session)
+    assert await rows(dsn, tables.outbox) == []
+
+
+async def test_another_database_or_object_is_refused(tables: Tables) -> None:
+    outbox = Outbox(Dispatcher(), tables=tables)
+    engine = create_async_engine("sqlite+aiosqlite://")
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            with pytest.raises(UnsupportedDatabase, match="sqlite"):
+                await outbox.publish(OrderPlaced("A", 1.0), session=session)
+    finally:
+        await engine.dispose()
+    with pytest.raises(UnsupportedDatabase, match="dict"):
+        await outbox.publish(OrderPlaced("A", 1.0), session={})
+
+
+async def test_an_event_that_does_not_encode_writes_nothing(dsn: str, tables: Tables) -> None:
+    outbox = Outbox(Dispatcher(), tables=tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            with pytest.raises(EncodeError, match="OrderPlaced"):
+                await outbox.publish(OrderPlaced("A", object()), session=conn)  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+    assert await rows(dsn, tables.outbox) == []
+
+
+async def test_a_missing_table_names_the_command(dsn: str) -> None:
+    missing = unique_tables()
+    bus = Dispatcher()
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            with pytest.raises(MissingTable, match="python -m eventcore sql schema"):
+                await Outbox(bus, tables=missing).publish(OrderPlaced("A", 1.0), session=conn)
+    finally:
+        await conn.close()
+    async with bus:
+        with pytest.raises(MissingTable, match=missing.outbox):
+            async with Relay(bus, dsn, tables=missing):
+                pass
+
+
+async def test_the_database_down_at_start_is_a_typed_error() -> None:
+    from tests.brokers._servers import free_port
+
+    bus = Dispatcher()
+    async with bus:
+        with pytest.raises(DatabaseUnavailable, match="retries"):
+            url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+            async with Relay(bus, url, start_timeout=0.3):
+                pass
