@@ -35,6 +35,7 @@ from ._schema import Tables as Tables
 from ._schema import metadata as metadata
 from ._schema import schema_ddl as schema_ddl
 from ._schema import trigger_ddl as trigger_ddl
+from ._schema import trigger_statements as trigger_statements
 from ._stats import InboxStats as InboxStats
 from ._stats import RelayStats as RelayStats
 from ._writer import Outbox as Outbox
@@ -55,4 +56,5 @@ __all__ = [
     "metadata",
     "schema_ddl",
     "trigger_ddl",
+    "trigger_statements",
 ]

@@ -52,16 +52,23 @@ class Tables:
 DEFAULT_TABLES = Tables()
 
 
-def trigger_ddl(tables: Tables = DEFAULT_TABLES) -> str:
-    """The trigger that wakes relays on commit (Alembic does not autogenerate it:
-    add ``op.execute(trigger_ddl(tables))`` to the migration that creates the outbox)."""
+def trigger_statements(tables: Tables = DEFAULT_TABLES) -> list[str]:
+    """The statements of the trigger that wakes relays on commit, one by one (Alembic
+    does not autogenerate triggers: ``for s in trigger_statements(tables):
+    op.execute(s)`` in the migration that creates the outbox)."""
     o = tables.outbox
-    return f"""CREATE OR REPLACE FUNCTION {o}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('{tables.channel}', ''); RETURN NULL; END $$;
-DROP TRIGGER IF EXISTS {o}_notify ON {o};
-CREATE TRIGGER {o}_notify AFTER INSERT ON {o}
-    FOR EACH STATEMENT EXECUTE FUNCTION {o}_notify();
-"""
+    return [
+        f"CREATE OR REPLACE FUNCTION {o}_notify() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN PERFORM pg_notify('{tables.channel}', ''); RETURN NULL; END $$",
+        f"DROP TRIGGER IF EXISTS {o}_notify ON {o}",
+        f"CREATE TRIGGER {o}_notify AFTER INSERT ON {o}\n"
+        f"    FOR EACH STATEMENT EXECUTE FUNCTION {o}_notify()",
+    ]
+
+
+def trigger_ddl(tables: Tables = DEFAULT_TABLES) -> str:
+    """:func:`trigger_statements` as one script."""
+    return "".join(f"{statement};\n" for statement in trigger_statements(tables))
 
 
 def schema_ddl(tables: Tables = DEFAULT_TABLES) -> str:
@@ -149,6 +156,7 @@ def metadata(tables: Tables = DEFAULT_TABLES, metadata: Any = None) -> Any:
         ),
         sa.Index(f"{tables.inbox}_handled_at", "handled_at"),
     )
-    trigger = sa.DDL(trigger_ddl(tables).replace("%", "%%"))  # type: ignore[no-untyped-call]
-    sa.event.listen(outbox, "after_create", trigger)
+    for statement in trigger_statements(tables):
+        ddl = sa.DDL(statement.replace("%", "%%"))  # type: ignore[no-untyped-call]
+        sa.event.listen(outbox, "after_create", ddl)
     return md
