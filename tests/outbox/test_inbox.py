@@ -79,7 +79,9 @@ async def test_a_failed_handler_rolls_back_its_effects_and_its_row(
 
         @inbox.idempotent(name="billing.charge")
         async def charge(event: OrderPlaced, session: AsyncSession) -> None:
-            await session.execute(text(f"INSERT INTO {effects} VALUES (:o)"), {"o": event.order_id})
+            await session.execute(
+                text(f"INSERT INTO {effects} VALUES (:o)"), {"o": event.order_id}
+            )
             if fail:
                 raise RuntimeError("card declined")
 
@@ -92,9 +94,12 @@ async def test_a_failed_handler_rolls_back_its_effects_and_its_row(
         with relayed(event, "id-2"):
             await charge(event)  # the retry runs it: nothing had been committed
         assert await count(dsn, f"SELECT count(*) FROM {effects}") == 1
-        assert await count(
-            dsn, f"SELECT count(*) FROM {tables.inbox} WHERE handler = 'billing.charge'"
-        ) == 1
+        assert (
+            await count(
+                dsn, f"SELECT count(*) FROM {tables.inbox} WHERE handler = 'billing.charge'"
+            )
+            == 1
+        )
         assert inbox.stats().failed == 1
     finally:
         await engine.dispose()

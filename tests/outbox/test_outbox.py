@@ -83,11 +83,10 @@ async def test_a_rolled_back_session_publishes_nothing(dsn: str, tables: Tables)
     bus = Dispatcher()
     outbox = Outbox(bus, tables=tables)
     async with sessions(dsn) as make:
-        async with make() as session:
-            async with session.begin():
-                await outbox.publish(OrderPlaced("R1", 1.0), session=session)
-                assert len(await rows(dsn, tables.outbox)) == 0  # not visible before commit
-                await session.rollback()
+        async with make() as session, session.begin():
+            await outbox.publish(OrderPlaced("R1", 1.0), session=session)
+            assert len(await rows(dsn, tables.outbox)) == 0  # not visible before commit
+            await session.rollback()
         async with make() as session, session.begin():
             await outbox.publish(OrderPlaced("C1", 2.0), session=session)
     stored = await rows(dsn, tables.outbox)
@@ -201,7 +200,9 @@ async def test_an_undecodable_row_is_dead_lettered_with_its_reason(
         assert relay.stats().dead_lettered == 1
     assert seen == ["after"]
     dead = await rows(dsn, tables.dead)
-    assert [(r["event_id"], r["reason"][:30]) for r in dead] == [("x", "undecodable: unknown event typ")]
+    assert [(r["event_id"], r["reason"][:30]) for r in dead] == [
+        ("x", "undecodable: unknown event typ")
+    ]
     assert [letter.reason for letter in letters] == [DeadLetterReason.UNDECODABLE]
     assert await rows(dsn, tables.outbox) == []
 
