@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = sql_commands.add_parser(
         "schema",
         help="print the DDL of the outbox, its dead letters and the inbox",
-        description="Print the tables' DDL (idempotent), e.g. | psql \"$DATABASE_URL\".",
+        description='Print the tables\' DDL (idempotent), e.g. | psql "$DATABASE_URL".',
     )
     schema.add_argument("--outbox", default="eventcore_outbox", help="(default: %(default)s)")
     schema.add_argument("--inbox", default="eventcore_inbox", help="(default: %(default)s)")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .._errors import InvalidConfiguration, InvalidHandler
 from .._wire.ids import current_event_id, track_event_ids
@@ -19,7 +19,7 @@ from ._schema import DEFAULT_TABLES, Tables
 from ._stats import InboxStats
 
 E = TypeVar("E")
-S = TypeVar("S")
+R = TypeVar("R")
 
 
 class Inbox:
@@ -79,12 +79,22 @@ class Inbox:
         """The inbox's figures in this process."""
         return InboxStats(self._handled, self._duplicates, self._failed, self._expired_count)
 
+    @overload
     def idempotent(
-        self, handler: Callable[[E, Any], Awaitable[Any]] | None = None, *, name: str | None = None
+        self, handler: Callable[[E, Any], Awaitable[R]], *, name: str | None = None
+    ) -> Callable[[E], Awaitable[R | None]]: ...
+
+    @overload
+    def idempotent(
+        self, handler: None = None, *, name: str | None = None
+    ) -> Callable[[Callable[[E, Any], Awaitable[R]]], Callable[[E], Awaitable[R | None]]]: ...
+
+    def idempotent(
+        self, handler: Callable[[E, Any], Awaitable[R]] | None = None, *, name: str | None = None
     ) -> Any:
         """Wrap ``handler(event, session)`` into ``handler(event)`` that runs at most
-        once per event id (see the class doc); usable as ``@inbox.idempotent`` or
-        ``@inbox.idempotent(name="billing.charge")``.
+        once per event id (see the class doc; a duplicate returns None); usable as
+        ``@inbox.idempotent`` or ``@inbox.idempotent(name="billing.charge")``.
 
         :param name: the handler's name in the inbox rows (default: its module and
             qualified name); keep it when renaming the function
@@ -98,14 +108,14 @@ class Inbox:
         label = name or f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"
 
         @functools.wraps(handler)
-        async def idempotent(event: E) -> Any:
+        async def idempotent(event: E) -> R | None:
             return await self._handle(handler, label, event)
 
         return idempotent
 
     async def _handle(
-        self, handler: Callable[[E, Any], Awaitable[Any]], label: str, event: E
-    ) -> Any:
+        self, handler: Callable[[E, Any], Awaitable[R]], label: str, event: E
+    ) -> R | None:
         event_id = event_id_of(event) or current_event_id()
         if event_id is None:
             raise NoEventId(

@@ -58,11 +58,15 @@ def trigger_statements(tables: Tables = DEFAULT_TABLES) -> list[str]:
     op.execute(s)`` in the migration that creates the outbox)."""
     o = tables.outbox
     return [
-        f"CREATE OR REPLACE FUNCTION {o}_notify() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN PERFORM pg_notify('{tables.channel}', ''); RETURN NULL; END $$",
+        (
+            f"CREATE OR REPLACE FUNCTION {o}_notify() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            f"BEGIN PERFORM pg_notify('{tables.channel}', ''); RETURN NULL; END $$"
+        ),
         f"DROP TRIGGER IF EXISTS {o}_notify ON {o}",
-        f"CREATE TRIGGER {o}_notify AFTER INSERT ON {o}\n"
-        f"    FOR EACH STATEMENT EXECUTE FUNCTION {o}_notify()",
+        (
+            f"CREATE TRIGGER {o}_notify AFTER INSERT ON {o}\n"
+            f"    FOR EACH STATEMENT EXECUTE FUNCTION {o}_notify()"
+        ),
     ]
 
 

@@ -9,9 +9,11 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from eventcore.outbox import Tables, schema_ddl
@@ -130,3 +132,10 @@ class PrivatePostgres:
 def private_directory() -> Path:
     """A temporary directory the ``postgres`` user can enter (not under /root)."""
     return Path(tempfile.mkdtemp(prefix="eventcore-pg-", dir="/tmp"))
+
+
+async def until(condition: Callable[[], bool], limit: float = 15.0) -> None:
+    """Wait until *condition()* holds (polling); fail after *limit* seconds."""
+    with anyio.fail_after(limit):
+        while not condition():  # noqa: ASYNC110 - the state is in PostgreSQL and other tasks
+            await anyio.sleep(0.01)

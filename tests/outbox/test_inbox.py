@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import anyio
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -18,6 +17,7 @@ from eventcore.outbox import Inbox, NoEventId, Outbox, Tables
 from eventcore.outbox._local import relayed
 
 from .events import OrderPlaced
+from .support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -124,9 +124,7 @@ async def test_outbox_to_inbox_in_memory_each_commit_has_one_effect(
                 for n in range(10):
                     async with conn.transaction():
                         await outbox.publish(OrderPlaced(f"O{n}", n), session=conn)
-            with anyio.fail_after(10):
-                while relay.stats().sent < 10:
-                    await anyio.sleep(0.01)
+            await until(lambda: relay.stats().sent >= 10)
         assert await count(dsn, f"SELECT count(DISTINCT order_id) FROM {effects}") == 10
         assert await count(dsn, f"SELECT count(*) FROM {effects}") == 10
     finally:

@@ -26,7 +26,7 @@ from eventcore.outbox import (
 from eventcore.wire import EncodeError
 
 from .events import OrderPlaced
-from .support import unique_tables
+from .support import unique_tables, until
 
 pytestmark = pytest.mark.anyio
 
@@ -46,12 +46,6 @@ async def sessions(dsn: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
         yield async_sessionmaker(engine, expire_on_commit=False)
     finally:
         await engine.dispose()
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 async def test_a_committed_asyncpg_transaction_is_handled_and_its_row_removed(
@@ -74,7 +68,7 @@ async def test_a_committed_asyncpg_transaction_is_handled_and_its_row_removed(
     finally:
         await conn.close()
     async with bus, outbox.relay(dsn, poll_interval=0.2) as relay:
-        await wait_for(lambda: relay.stats().sent == 1)
+        await until(lambda: relay.stats().sent == 1)
     assert seen == [OrderPlaced("A1", 10.0)]
     assert await rows(dsn, tables.outbox) == []
 
@@ -114,7 +108,7 @@ async def test_events_committed_while_no_relay_ran_are_handled_at_the_next_start
         seen.append(event.order_id)
 
     async with bus, Relay(bus, dsn, tables=tables, poll_interval=0.2) as relay:
-        await wait_for(lambda: relay.stats().sent == 5)
+        await until(lambda: relay.stats().sent == 5)
     assert seen == [f"O{n}" for n in range(5)]
 
 
@@ -139,7 +133,7 @@ async def test_the_relay_wakes_on_notify_and_sends_one_key_in_order(
                     await outbox.publish(OrderPlaced(f"{n:02}", n, f"k{n % 3}"), session=conn)
         finally:
             await conn.close()
-        await wait_for(lambda: relay.stats().sent == 40)  # far sooner than poll_interval
+        await until(lambda: relay.stats().sent == 40)  # far sooner than poll_interval
     for key in ("k0", "k1", "k2"):
         mine = [order for customer, order in seen if customer == key]
         assert mine == sorted(mine)
@@ -167,7 +161,7 @@ async def test_two_relays_on_one_table_send_each_row_once(dsn: str, tables: Tabl
                     await outbox.publish(OrderPlaced(f"O{n}", n), session=conn)
         finally:
             await conn.close()
-        await wait_for(lambda: one.stats().sent + two.stats().sent == 30)
+        await until(lambda: one.stats().sent + two.stats().sent == 30)
         await anyio.sleep(0.3)
         assert [one.stats().leader, two.stats().leader].count(True) == 1
     assert sorted(seen) == sorted(f"O{n}" for n in range(30))
@@ -196,7 +190,7 @@ async def test_an_undecodable_row_is_dead_lettered_with_its_reason(
     finally:
         await conn.close()
     async with bus, outbox.relay(dsn, poll_interval=0.1) as relay:
-        await wait_for(lambda: relay.stats().sent == 1)
+        await until(lambda: relay.stats().sent == 1)
         assert relay.stats().dead_lettered == 1
     assert seen == ["after"]
     dead = await rows(dsn, tables.dead)
@@ -211,7 +205,7 @@ async def test_publish_outside_a_transaction_is_refused(dsn: str, tables: Tables
     outbox = Outbox(Dispatcher(), tables=tables)
     conn = await asyncpg.connect(dsn)
     try:
-        with pytest.raises(NotInTransaction, match="conn.transaction"):
+        with pytest.raises(NotInTransaction, match=r"conn\.transaction"):
             await outbox.publish(OrderPlaced("A", 1.0), session=conn)
     finally:
         await conn.close()
@@ -272,8 +266,8 @@ async def test_the_database_down_at_start_is_a_typed_error() -> None:
     from tests.brokers._servers import free_port
 
     bus = Dispatcher()
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    relay = Relay(bus, url, start_timeout=0.3)
     async with bus:
         with pytest.raises(DatabaseUnavailable, match="retries"):
-            url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
-            async with Relay(bus, url, start_timeout=0.3):
-                pass
+            await relay.__aenter__()

@@ -22,14 +22,9 @@ from tests.brokers.nats_kit import nats_transports
 from tests.brokers.redis_support import unique_prefix
 
 from .events import OrderPlaced
+from .support import until
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 async def write_twice(dsn: str, outbox: Outbox, event: OrderPlaced) -> str:
@@ -65,7 +60,7 @@ async def relay_and_consume(
     outbox = Outbox(publisher, tables=tables)
     ids = [await write_twice(dsn, outbox, OrderPlaced(f"O{n}", n)) for n in range(events)]
     async with consumer, publisher, Relay(publisher, dsn, tables=tables, poll_interval=0.1) as r:
-        await wait_for(lambda: r.stats().sent == 2 * events and len(seen) >= events)
+        await until(lambda: r.stats().sent == 2 * events and len(seen) >= events)
         await anyio.sleep(0.3)  # a duplicate would arrive meanwhile
     assert sorted(seen) == sorted((f"O{n}", ids[n]) for n in range(events))
     return seen

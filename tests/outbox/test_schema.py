@@ -67,7 +67,11 @@ async def test_the_command_and_the_metadata_make_the_same_tables(dsn: str) -> No
         ]
         for tables in (by_ddl, by_metadata):  # the trigger: an insert notifies on commit
             got: list[str] = []
-            await conn.add_listener(tables.channel, lambda *args: got.append(args[2]))
+
+            def notified(*args: Any, got: list[str] = got) -> None:
+                got.append(args[2])
+
+            await conn.add_listener(tables.channel, notified)
             other = await asyncpg.connect(dsn)
             try:
                 await other.execute(
