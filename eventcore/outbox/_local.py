@@ -7,20 +7,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: id(event object) -> event id, while the relay waits for its handlers
-_relayed: dict[int, str] = {}
+#: id(event object) -> (the event, its id), while the relay waits for its handlers
+_relayed: dict[int, tuple[Any, str]] = {}
 
 
 @contextmanager
 def relayed(event: Any, event_id: str) -> Iterator[None]:
-    """While the block runs (the relay holds *event*), its handlers know *event_id*."""
-    _relayed[id(event)] = event_id
+    """While the block runs (the relay waits for *event*'s handlers), they know
+    *event_id*. If the block ends early (the relay was cancelled while the event
+    stays queued, to be handled at the dispatcher's drain) the entry stays, with the
+    event, so that its handlers still find it (and no other object takes its id)."""
+    _relayed[id(event)] = (event, event_id)
     try:
         yield
-    finally:
+    except Exception:  # not accepted: nothing will be handled
         _relayed.pop(id(event), None)
+        raise
+    _relayed.pop(id(event), None)
 
 
 def event_id_of(event: Any) -> str | None:
     """The id of *event* if an outbox relay is handing it to handlers, else None."""
-    return _relayed.get(id(event))
+    found = _relayed.get(id(event))
+    return None if found is None or found[0] is not event else found[1]

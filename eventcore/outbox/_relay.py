@@ -78,6 +78,7 @@ class Relay:
     :param start_timeout: how long entering waits for PostgreSQL before it raises
         :class:`DatabaseUnavailable`
     :param stop_timeout: how long leaving waits for the sends under way
+    :param stats_interval: seconds between counts of the backlog (``stats()``)
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Relay:
         max_backoff: float = 5.0,
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
+        stats_interval: float = 1.0,
     ) -> None:
         for label, value in (("batch", batch), ("concurrency", concurrency)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -101,6 +103,7 @@ class Relay:
             ("max_backoff", max_backoff),
             ("start_timeout", start_timeout),
             ("stop_timeout", stop_timeout),
+            ("stats_interval", stats_interval),
         ):
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
                 raise InvalidConfiguration(f"{label} must be a number > 0, got {seconds!r}")
@@ -112,6 +115,7 @@ class Relay:
         self.max_backoff = float(max_backoff)
         self.start_timeout = float(start_timeout)
         self.stop_timeout = float(stop_timeout)
+        self.stats_interval = float(stats_interval)
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._codec: Codec | None = None
         self._conn: Any = None
@@ -121,7 +125,6 @@ class Relay:
         self._stopping = False
         self._stopped = anyio.Event()
         self._leader = False
-        self._counted_at = 0.0
         o = tables.outbox
         self._select = f"SELECT seq, event_id, type, key, body FROM {o} ORDER BY seq LIMIT $1"
         self._delete = f"DELETE FROM {o} WHERE seq = ANY($1::bigint[])"
@@ -143,7 +146,7 @@ class Relay:
         return f"<Relay of {self.tables.outbox} leader={self._leader}>"
 
     def stats(self) -> RelayStats:
-        """The relay's figures (the backlog as last counted, about once a second)."""
+        """The relay's figures (the backlog as last counted, every ``stats_interval``)."""
         return RelayStats(
             backlog=self._backlog,
             oldest_age=self._oldest,
@@ -173,6 +176,7 @@ class Relay:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._run)
+        self._task_group.start_soon(self._watch)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -278,7 +282,6 @@ class Relay:
                 return None
             if read == self.batch:
                 return True  # more waiting: no pause
-        await self._count_backlog(conn)
         if not self._notified:
             await self._sleep(self.poll_interval)
         return True
@@ -287,19 +290,32 @@ class Relay:
         with anyio.move_on_after(seconds):
             await self._wake.wait()
 
-    async def _count_backlog(self, conn: Any) -> None:
-        now = time.monotonic()
-        if now - self._counted_at < 1.0:
-            return
-        self._counted_at = now
-        count, age = await conn.fetchrow(self._count)
-        self._backlog, self._oldest = int(count), None if age is None else float(age)
+    async def _watch(self) -> None:
+        """Count the backlog about once a second, on a connection of its own (a pass
+        may wait long for its route, a standby relay does not read the table)."""
+        import asyncpg
+
+        conn: Any = None
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = await asyncpg.connect(self.dsn, timeout=self.start_timeout)
+                    count, age = await conn.fetchrow(self._count)
+                    self._backlog, self._oldest = int(count), None if age is None else float(age)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    if conn is not None:
+                        conn.terminate()
+                    conn = None
+                await anyio.sleep(self.stats_interval)
+        finally:
+            if conn is not None:
+                conn.terminate()
 
     async def _pass(self, conn: Any) -> tuple[int, int]:
         """Send one batch; delete what was confirmed. :return: (rows read, rows kept)"""
         rows = await conn.fetch(self._select, self.batch)
         if not rows:
-            self._backlog, self._oldest = 0, None
             return 0, 0
         codec = self._codec
         assert codec is not None
@@ -326,7 +342,6 @@ class Relay:
         if done:
             await conn.execute(self._delete, done)
             self._sent += len(done)
-        self._backlog = max(0, (self._backlog or 0) - len(done))
         return len(rows), len(rows) - len(done) - len(refused)
 
     def _know_types(self) -> None:

@@ -131,6 +131,35 @@ async def test_outbox_to_inbox_in_memory_each_commit_has_one_effect(
         await pool.close()
 
 
+async def test_an_event_queued_when_the_relay_stopped_keeps_its_id_for_the_drain(
+    dsn: str, tables: Tables, effects: str
+) -> None:
+    """Regression: the relay cancelled while its event waited in a paused queue; the
+    dispatcher's drain handled it later, and the inbox found no event id."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        bus = Dispatcher()
+        inbox = Inbox(pool, tables=tables)
+
+        @bus.on(OrderPlaced)
+        @inbox.idempotent
+        async def charge(event: OrderPlaced, conn: Any) -> None:
+            await conn.execute(f"INSERT INTO {effects} VALUES ($1)", event.order_id)
+
+        outbox = Outbox(bus, tables=tables)
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.publish(OrderPlaced("late", 1.0), session=conn)
+        async with bus:
+            bus.pause(OrderPlaced)
+            async with outbox.relay(dsn, poll_interval=0.05, stop_timeout=0.1):
+                await until(lambda: bus.stats(OrderPlaced).queued == 1)
+        # drained at shutdown (promise 14), after the relay had left
+        assert inbox.stats().handled == 1
+        assert await count(dsn, f"SELECT count(*) FROM {effects}") == 1
+    finally:
+        await pool.close()
+
+
 async def test_an_event_without_a_durable_id_is_refused(dsn: str, tables: Tables) -> None:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
