@@ -102,8 +102,12 @@ async def _sqlalchemy_runner(handle: Any, what: str) -> Run:
     return sqlalchemy_run(conn)
 
 
-def map_error(exc: BaseException, table: str) -> BaseException:
-    """The eventcore error for a database error *exc* met on *table*, or *exc*."""
+def map_error(exc: BaseException, table: str, handle: Any = None) -> BaseException:
+    """The eventcore error for a database error *exc* met on *table* (through the
+    connection or session *handle*), or *exc*."""
+    closed = getattr(handle, "is_closed", None)  # asyncpg: a connection the server ended
+    if getattr(exc, "connection_invalidated", False) or (callable(closed) and closed()):
+        return DatabaseUnavailable(f"the connection to PostgreSQL was lost ({table}): {exc}")
     cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
     cause = getattr(cause, "__cause__", None) or cause
     code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)

@@ -54,6 +54,8 @@ logger = logging.getLogger("eventcore.outbox")
 _LOCK_SPACE = 0x45564352
 #: a send that failed for now: the row stays
 _KEPT = "kept"
+#: how the relay's connections show in pg_stat_activity
+_APPLICATION = {"application_name": "eventcore-relay"}
 _SENT = "sent"
 
 
@@ -214,7 +216,9 @@ class Relay:
         import asyncpg
 
         try:
-            conn = await asyncpg.connect(self.dsn, timeout=self.start_timeout)
+            conn = await asyncpg.connect(
+                self.dsn, timeout=self.start_timeout, server_settings=_APPLICATION
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(
                 f"the outbox relay cannot reach PostgreSQL: {exc}; it retries with backoff"
@@ -225,10 +229,14 @@ class Relay:
     async def _disconnect(self) -> None:
         conn, self._conn, self._leader = self._conn, None, False
         if conn is not None:
+            closed = False
             try:
                 with anyio.move_on_after(1):
                     await conn.close()
+                    closed = True
             except Exception:
+                pass
+            if not closed:
                 conn.terminate()
 
     def _on_notify(self, *_: Any) -> None:
@@ -247,7 +255,13 @@ class Relay:
                     waited = await self._round()
                 except Exception as exc:  # the database failed: reconnect with backoff
                     self._errors += 1
-                    logger.warning("outbox relay of %s: %s", self.tables.outbox, exc)
+                    logger.warning(
+                        "outbox relay of %s: %s (reconnecting in %.2f s)",
+                        self.tables.outbox,
+                        exc,
+                        delay,
+                        exc_info=not _connection_error(exc),
+                    )
                     await self._disconnect()
                     await self._sleep(delay)
                     delay = min(delay * 2, self.max_backoff)
@@ -300,10 +314,13 @@ class Relay:
             while True:
                 try:
                     if conn is None:
-                        conn = await asyncpg.connect(self.dsn, timeout=self.start_timeout)
+                        conn = await asyncpg.connect(
+                            self.dsn, timeout=self.start_timeout, server_settings=_APPLICATION
+                        )
                     count, age = await conn.fetchrow(self._count)
                     self._backlog, self._oldest = int(count), None if age is None else float(age)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except Exception as exc:  # counted again once PostgreSQL answers
+                    logger.debug("outbox relay: the backlog count failed: %s", exc)
                     if conn is not None:
                         conn.terminate()
                     conn = None
@@ -406,3 +423,21 @@ class Relay:
         logger.error("outbox row %s (%s) dead-lettered: %s", row["seq"], row["type"], reason)
         letter = bytes(row["body"]) if envelope is None else envelope.event
         self.bus.report_dead_letter(DeadLetter(letter, why, exc))
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """Whether *exc* says that the connection to PostgreSQL failed (no traceback needed)."""
+    import asyncpg
+
+    return isinstance(
+        exc,
+        (
+            OSError,
+            DatabaseUnavailable,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a query on a connection the server ended
+            asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.CannotConnectNowError,
+        ),
+    )

@@ -79,7 +79,7 @@ class Outbox:
         try:
             await run(self._insert, (event_id, name, None if key is None else str(key), body))
         except Exception as exc:
-            mapped = map_error(exc, self.tables.outbox)
+            mapped = map_error(exc, self.tables.outbox, session)
             if mapped is exc:
                 raise
             raise mapped from exc

@@ -271,3 +271,38 @@ async def test_the_database_down_at_start_is_a_typed_error() -> None:
     async with bus:
         with pytest.raises(DatabaseUnavailable, match="retries"):
             await relay.__aenter__()
+
+
+async def test_connections_lost_mid_run_lose_nothing(dsn: str, tables: Tables) -> None:
+    bus = Dispatcher()
+    seen: list[str] = []
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        seen.append(event.order_id)
+
+    outbox = Outbox(bus, tables=tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with bus, outbox.relay(dsn, poll_interval=0.05, max_backoff=0.2) as relay:
+            for n in range(20):
+                async with conn.transaction():
+                    await outbox.publish(OrderPlaced(f"O{n}", n), session=conn)
+                if n % 5 == 0:  # PostgreSQL ends the relay's connections (as a restart would)
+                    await conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'eventcore-relay' AND pid <> pg_backend_pid()"
+                    )
+            await until(lambda: relay.stats().sent >= 20)
+            assert relay.stats().errors >= 1
+        # nothing lost; a row whose delete was cut off is handled again (the inbox's job)
+        assert set(seen) == {f"O{n}" for n in range(20)}
+        # the writer's connection lost: a typed error, nothing written
+        victim = await asyncpg.connect(dsn)
+        await victim.transaction().start()
+        await conn.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
+        with pytest.raises(DatabaseUnavailable, match="PostgreSQL"):
+            await outbox.publish(OrderPlaced("lost", 1.0), session=victim)
+        victim.terminate()
+    finally:
+        await conn.close()
