@@ -51,17 +51,40 @@ def asyncpg_run(conn: Any) -> Run:
     return run
 
 
+#: statements written with $1, $2, ... as SQLAlchemy text() with :p1, :p2, ...
+_texts: dict[str, Any] = {}
+
+
+def _text(sql: str, arity: int) -> Any:
+    found = _texts.get(sql)
+    if found is None:
+        from sqlalchemy import text
+
+        statement = sql
+        for n in range(arity, 0, -1):  # $10 before $1
+            statement = statement.replace(f"${n}", f":p{n}")
+        found = _texts[sql] = text(statement)
+    return found
+
+
 def sqlalchemy_run(executor: Any) -> Run:
     """Run statements (written with ``$1``, ``$2``, ...) on an SQLAlchemy
     ``AsyncSession`` or ``AsyncConnection``."""
-    from sqlalchemy import text
 
     async def run(sql: str, args: Sequence[Any]) -> list[Any]:
-        statement = sql
-        for n in range(len(args), 0, -1):  # $10 before $1
-            statement = statement.replace(f"${n}", f":p{n}")
         params = {f"p{n}": value for n, value in enumerate(args, 1)}
-        result = await executor.execute(text(statement), params)
+        result = await executor.execute(_text(sql, len(args)), params)
+        return list(result.fetchall()) if result.returns_rows else []
+
+    return run
+
+
+def driver_run(conn: Any) -> Run:
+    """Run statements on an SQLAlchemy ``AsyncConnection`` whose driver takes ``$1``
+    parameters (asyncpg) as they are: no compilation on the way."""
+
+    async def run(sql: str, args: Sequence[Any]) -> list[Any]:
+        result = await conn.exec_driver_sql(sql, tuple(args))
         return list(result.fetchall()) if result.returns_rows else []
 
     return run
@@ -99,6 +122,8 @@ async def _sqlalchemy_runner(handle: Any, what: str) -> Run:
             f"{what}: the connection is in AUTOCOMMIT, so the event would leave even if the "
             "caller's work rolled back"
         )
+    if conn.dialect.paramstyle == "numeric_dollar":  # asyncpg
+        return driver_run(conn)
     return sqlalchemy_run(conn)
 
 

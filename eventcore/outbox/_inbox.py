@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 
 from .._errors import InvalidConfiguration, InvalidHandler
 from .._wire.ids import current_event_id, track_event_ids
-from ._connections import Run, asyncpg_run, map_error, sqlalchemy_run
+from ._connections import Run, asyncpg_run, driver_run, map_error, sqlalchemy_run
 from ._errors import NoEventId
 from ._local import event_id_of
 from ._schema import DEFAULT_TABLES, Tables
@@ -170,7 +170,11 @@ def _opener(sessions: Any) -> Callable[[], AbstractAsyncContextManager[tuple[Any
         @asynccontextmanager
         async def session_scope() -> Any:
             async with sessions() as session, session.begin():
-                yield session, sqlalchemy_run(session)
+                conn = await session.connection()
+                if conn.dialect.paramstyle == "numeric_dollar":  # asyncpg
+                    yield session, driver_run(conn)
+                else:
+                    yield session, sqlalchemy_run(session)
 
         return session_scope
     raise InvalidConfiguration(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -89,7 +90,7 @@ class Relay:
         dsn: str,
         *,
         tables: Tables = DEFAULT_TABLES,
-        batch: int = 500,
+        batch: int = 1000,
         concurrency: int = 100,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
@@ -118,7 +119,7 @@ class Relay:
         self.start_timeout = float(start_timeout)
         self.stop_timeout = float(stop_timeout)
         self.stats_interval = float(stats_interval)
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self.concurrency = concurrency
         self._codec: Codec | None = None
         self._conn: Any = None
         self._task_group: Any = None
@@ -350,9 +351,10 @@ class Relay:
             chains.setdefault(key, []).append((row, envelope))
         done: list[int] = []
         refused: list[tuple[Any, Any, EventcoreError]] = []
+        todo = iter(chains.values())  # shared by the senders: each takes the next chain
         async with anyio.create_task_group() as tg:
-            for chain in chains.values():
-                tg.start_soon(self._send_chain, chain, done, refused)
+            for _ in range(min(self.concurrency, len(chains))):
+                tg.start_soon(self._sender, todo, done, refused)
         for row, envelope, error in refused:
             reason = f"refused: {error}"
             await self._bury(conn, row, reason, error, DeadLetterReason.REJECTED, envelope)
@@ -372,23 +374,24 @@ class Relay:
             if names.get(event_type) is None and declared_name(event_type) is not None:
                 names.resolve(event_type)
 
-    async def _send_chain(
+    async def _sender(
         self,
-        chain: list[tuple[Any, Any]],
+        chains: Iterator[list[tuple[Any, Any]]],
         done: list[int],
         refused: list[tuple[Any, Any, EventcoreError]],
     ) -> None:
-        """Send the rows of one key in order, stopping at the first that stays."""
-        for row, envelope in chain:
-            async with self._limiter:
+        """Send chains until none is left; the rows of one chain (one key) in order,
+        stopping at the first that stays."""
+        for chain in chains:
+            for row, envelope in chain:
                 outcome = await self._send(row["event_id"], envelope)
-            if outcome is _SENT:
-                done.append(row["seq"])
-            elif outcome is _KEPT:
-                self._retried += 1
-                return
-            else:
-                refused.append((row, envelope, outcome))
+                if outcome is _SENT:
+                    done.append(row["seq"])
+                elif outcome is _KEPT:
+                    self._retried += 1
+                    break
+                else:
+                    refused.append((row, envelope, outcome))
 
     async def _send(self, event_id: str, envelope: Any) -> Any:
         """Send one event to its route: _SENT once confirmed, _KEPT if it must stay,

@@ -306,3 +306,13 @@ async def test_connections_lost_mid_run_lose_nothing(dsn: str, tables: Tables) -
         victim.terminate()
     finally:
         await conn.close()
+
+
+async def test_statements_run_through_sqlalchemy_text_for_other_drivers(dsn: str) -> None:
+    """The path for PostgreSQL drivers other than asyncpg (psycopg): $n -> :pn."""
+    from eventcore.outbox._connections import sqlalchemy_run
+
+    async with sessions(dsn) as make, make() as session:
+        run = sqlalchemy_run(session)
+        sql = "SELECT CAST($1 AS int) + CAST($2 AS int), CAST($10 AS text)"
+        assert await run(sql, [*range(1, 10), "ten"]) == [(3, "ten")]
