@@ -163,8 +163,9 @@ async def delete_streams() -> None:
     nc = await nats.connect(NATS)
     js = nc.jetstream()
     for info in await js.streams_info():
-        if (info.config.name or "").startswith("example_"):
-            await js.delete_stream(info.config.name)
+        name = info.config.name or ""
+        if name.startswith("example_"):
+            await js.delete_stream(name)
     await nc.close()
 
 

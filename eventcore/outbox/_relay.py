@@ -126,6 +126,7 @@ class Relay:
         self._wake = anyio.Event()
         self._notified = False
         self._stopping = False
+        self._stop = anyio.Event()
         self._stopped = anyio.Event()
         self._leader = False
         o = tables.outbox
@@ -185,6 +186,7 @@ class Relay:
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         self._stopping = True
         self._wake.set()
+        self._stop.set()
         with anyio.move_on_after(self.stop_timeout):
             await self._stopped.wait()
         self._task_group.cancel_scope.cancel()
@@ -297,8 +299,12 @@ class Relay:
                 return None
             if read == self.batch:
                 return True  # more waiting: no pause
-        if not self._notified:
-            await self._sleep(self.poll_interval)
+            if not self._notified:
+                await self._sleep(self.poll_interval)
+            return True
+        # a standby: notifications are the leader's business; look again after a poll
+        with anyio.move_on_after(self.poll_interval):
+            await self._stop.wait()
         return True
 
     async def _sleep(self, seconds: float) -> None:

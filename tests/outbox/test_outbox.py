@@ -316,3 +316,42 @@ async def test_statements_run_through_sqlalchemy_text_for_other_drivers(dsn: str
         run = sqlalchemy_run(session)
         sql = "SELECT CAST($1 AS int) + CAST($2 AS int), CAST($10 AS text)"
         assert await run(sql, [*range(1, 10), "ten"]) == [(3, "ten")]
+
+
+async def test_a_standby_relay_waits_for_its_poll_whatever_the_notifications(
+    dsn: str, tables: Tables
+) -> None:
+    """Regression: a standby relay that had seen one notification asked for the lock
+    again and again without pause (its 'notified' flag was never reset)."""
+    bus = Dispatcher()
+
+    @bus.on(OrderPlaced)
+    async def handle(event: OrderPlaced) -> None:
+        pass
+
+    outbox = Outbox(bus, tables=tables)
+    async with bus, outbox.relay(dsn, poll_interval=0.2) as leader:
+        await until(lambda: leader.stats().leader)
+        standby = outbox.relay(dsn, poll_interval=0.2)
+        rounds = 0
+        original = standby._round
+
+        async def counted() -> bool | None:
+            nonlocal rounds
+            rounds += 1
+            return await original()
+
+        standby._round = counted  # type: ignore[method-assign]
+        async with standby:
+            conn = await asyncpg.connect(dsn)
+            try:
+                for n in range(10):
+                    async with conn.transaction():
+                        await outbox.publish(OrderPlaced(f"O{n}", n), session=conn)
+            finally:
+                await conn.close()
+            await until(lambda: leader.stats().sent == 10)
+            rounds = 0
+            await anyio.sleep(1.0)
+            assert not standby.stats().leader
+        assert rounds <= 8  # about one per poll_interval
