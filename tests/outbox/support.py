@@ -130,8 +130,9 @@ class PrivatePostgres:
 
 
 def private_directory() -> Path:
-    """A temporary directory the ``postgres`` user can enter (not under /root)."""
-    return Path(tempfile.mkdtemp(prefix="eventcore-pg-", dir="/tmp"))
+    """A temporary directory for a private PostgreSQL (the ``postgres`` user must be
+    able to enter the temporary directory: set TMPDIR accordingly)."""
+    return Path(tempfile.mkdtemp(prefix="eventcore-pg-"))
 
 
 async def until(condition: Callable[[], bool], limit: float = 15.0) -> None:
