@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from eventcore import Dispatcher
+from eventcore.integrations.fastapi import lifespan
 from eventcore.outbox import Inbox, Outbox, Tables, metadata
 from eventcore.transports.nats import NatsTransport
 from eventcore.wire import event
@@ -81,13 +81,7 @@ def transport() -> NatsTransport:
 
 bus = Dispatcher(transport=transport())
 bus.register(OrderPlaced)
-outbox = Outbox(bus, tables=TABLES)
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with bus, outbox.relay(DSN):  # the relay sends committed events to NATS
-        yield
+Outbox(bus, tables=TABLES, relay=DSN)  # its relay sends committed events while bus runs
 
 
 async def session() -> AsyncIterator[AsyncSession]:
@@ -97,13 +91,13 @@ async def session() -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(session)]
-app = FastAPI(lifespan=lifespan)
+app = FastAPI(lifespan=lifespan(bus))
 
 
 @app.post("/orders")
 async def place_order(order_id: str, total: float, session: SessionDep) -> dict[str, str]:
     session.add(Order(id=order_id, total=total))
-    await outbox.publish(OrderPlaced(order_id, total), session=session)
+    await bus.publish(OrderPlaced(order_id, total), session=session)  # in the transaction
     if total < 0:  # raises inside the transaction: the order and its event roll back
         raise HTTPException(422, "a total must not be negative")
     return {"order_id": order_id}

@@ -63,7 +63,9 @@ _SENT = "sent"
 class Relay:
     """Send an outbox table's committed rows to their types' routes (see the module doc).
 
-    An async context manager; enter it once the dispatcher runs::
+    An async context manager, entered while the dispatcher runs: attached to it
+    (``bus.attach(relay)``: it runs for each run's life, and stops before the queues
+    drain) or on its own::
 
         async with bus, Relay(bus, "postgresql://127.0.0.1/app"):
             ...
@@ -176,6 +178,9 @@ class Relay:
         from .._wire.codec import Codec
 
         self._codec = Codec.for_dispatcher(self.bus)
+        # a relay may run again (attached to a dispatcher: once per run)
+        self._stopping, self._leader, self._notified = False, False, False
+        self._wake, self._stop, self._stopped = anyio.Event(), anyio.Event(), anyio.Event()
         await self._start()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()

@@ -18,22 +18,38 @@ if TYPE_CHECKING:
 class Outbox:
     """Publish events in a database transaction (PostgreSQL)::
 
-        outbox = Outbox(bus)
-        async with session.begin():                  # SQLAlchemy AsyncSession (asyncpg)
+        outbox = Outbox(bus, relay="postgresql://...")  # its relay runs while bus runs
+        async with session.begin():                     # SQLAlchemy AsyncSession (asyncpg)
             session.add(Order(...))
-            await outbox.publish(OrderPlaced(...), session=session)
-        # committed: a relay sends it; rolled back: nothing leaves
+            await bus.publish(OrderPlaced(...), session=session)   # = outbox.publish
+        # committed: the relay sends it; rolled back: nothing leaves
 
-        async with bus, outbox.relay("postgresql://..."):   # the relay (see Relay)
-            ...
+    Creating it attaches it to the dispatcher (``bus.attach``): ``bus.publish(event,
+    session=...)`` writes here, and the relay (``relay=``) starts with each run of the
+    dispatcher and stops before its queues drain. Without ``relay=``, run one with
+    ``async with outbox.relay(dsn):`` (or in another process).
 
     :param bus: the dispatcher whose names (and per-type ``key``) the envelope uses
     :param tables: the table names (:class:`Tables`)
+    :param relay: the PostgreSQL URL (asyncpg) of a relay run with the dispatcher
+    :param relay_options: that relay's options (see :class:`Relay`)
     """
 
-    def __init__(self, bus: Dispatcher, *, tables: Tables = DEFAULT_TABLES) -> None:
+    def __init__(
+        self,
+        bus: Dispatcher,
+        *,
+        tables: Tables = DEFAULT_TABLES,
+        relay: str | None = None,
+        **relay_options: Any,
+    ) -> None:
         self.bus = bus
         self.tables = tables
+        #: the relay that runs with each run of the dispatcher (``relay=dsn``), or None
+        self.attached_relay: Relay | None = None
+        if relay is not None:
+            self.attached_relay = self.relay(relay, **relay_options)
+        bus.attach(self)  # bus.publish(event, session=...) writes here
         self._codec: Codec | None = None
         self._insert = (
             f"INSERT INTO {tables.outbox} (event_id, type, key, body) VALUES ($1, $2, $3, $4)"
@@ -84,6 +100,18 @@ class Outbox:
                 raise
             raise mapped from exc
         return event_id
+
+    async def __aenter__(self) -> Outbox:
+        """Start the attached relay, if any (the dispatcher does it at each start)."""
+        if self.attached_relay is not None:
+            await self.attached_relay.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        """Stop the attached relay, if any."""
+        if self.attached_relay is None:
+            return None
+        return await self.attached_relay.__aexit__(*exc_info)
 
     def relay(self, dsn: str, **options: Any) -> Relay:
         """A :class:`Relay` of this outbox's table to the dispatcher's routes

@@ -24,7 +24,7 @@ import anyio
 import asyncpg
 
 from eventcore import Dispatcher, Retry
-from eventcore.outbox import Inbox, Outbox, Relay
+from eventcore.outbox import Inbox, Outbox
 from eventcore.transports.nats import NatsTransport
 
 from .events import OrderPlaced
@@ -57,9 +57,10 @@ async def connect(dsn: str) -> Any:
 async def app(args: argparse.Namespace) -> None:
     bus = Dispatcher(transport=transport(args))
     bus.register(OrderPlaced)
-    outbox = Outbox(bus)
+    # the relay runs with the dispatcher; bus.publish(event, session=...) writes to the outbox
+    Outbox(bus, relay=args.dsn, poll_interval=0.2, max_backoff=0.5, start_timeout=30)
     stop = Path(args.stop)
-    async with bus, Relay(bus, args.dsn, poll_interval=0.2, max_backoff=0.5, start_timeout=30):
+    async with bus:
         conn = await connect(args.dsn)
         written = 0
         while not stop.exists():  # noqa: ASYNC240 - one stat() per order, on purpose
@@ -70,7 +71,7 @@ async def app(args: argparse.Namespace) -> None:
                 async with conn.transaction():
                     await conn.execute("INSERT INTO orders (id) VALUES ($1)", order.order_id)
                     if args.mode == "outbox":
-                        await outbox.publish(order, session=conn)
+                        await bus.publish(order, session=conn)
                     if dies and args.die_where == "before-commit":
                         die("before-commit")
                 if dies and args.die_where == "after-commit":
