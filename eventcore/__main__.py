@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     sql = commands.add_parser(
         "sql",
         help="the outbox's and inbox's tables on PostgreSQL",
-        description="The tables of eventcore.outbox (pip install 'eventcore[sql]').",
+        description="The tables of eventcore.outbox (pip install 'eventcore-py[sql]').",
     )
     sql_commands = sql.add_subparsers(dest="sql_command", required=True, metavar="SUBCOMMAND")
     schema = sql_commands.add_parser(

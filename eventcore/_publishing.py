@@ -167,7 +167,7 @@ class Publisher:
         if outbox is None:
             raise InvalidConfiguration(
                 f"publish({type(event).__qualname__}(...), session=...) needs an outbox: "
-                "eventcore.outbox.Outbox(bus) (pip install 'eventcore[sql]')"
+                "eventcore.outbox.Outbox(bus) (pip install 'eventcore-py[sql]')"
             )
         await outbox.publish(event, session=session)
         return True

@@ -19,7 +19,7 @@
     async def charge(event: OrderPlaced, session: AsyncSession) -> None: ...
 
 The tables: ``python -m eventcore sql schema`` prints their DDL, :func:`metadata`
-gives them to SQLAlchemy / Alembic. Needs ``pip install "eventcore[sql]"``
+gives them to SQLAlchemy / Alembic. Needs ``pip install "eventcore-py[sql]"``
 (SQLAlchemy 2 and asyncpg); the relay runs on asyncio and uvloop.
 """
 
