@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ._authorization import Policy
+from ._errors import InvalidConfiguration
 from ._middleware import PublishMiddleware
 
 
@@ -65,6 +66,17 @@ class Features:
             self.attached = (*self.attached, service)
         if callable(getattr(service, "publish", None)):
             self.outbox = service
+
+    async def publish_in_transaction(self, event: object, session: Any) -> bool:
+        """``publish(event, session=...)``: a row of the attached outbox, written in the
+        caller's transaction; it leaves once that transaction commits."""
+        if self.outbox is None:
+            raise InvalidConfiguration(
+                f"publish({type(event).__qualname__}(...), session=...) needs an outbox: "
+                "eventcore.outbox.Outbox(bus) (pip install 'eventcore-py[sql]')"
+            )
+        await self.outbox.publish(event, session=session)
+        return True
 
     def use_context(self, propagate: bool) -> None:
         """Run handlers in a copy of the publisher's context (or not)."""

@@ -124,8 +124,7 @@ class Publisher:
         :param timeout: under ``Overflow.BLOCK``, the longest wait for room
         :param principal: who publishes, for the authorization policy (default:
             the one set by :func:`acting_as`)
-        :param session: a database transaction to publish in instead: the event goes
-            to the outbox (``eventcore.outbox.Outbox(bus)``), leaving once it commits
+        :param session: a database transaction: the event goes to the outbox instead
         :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
             a publish middleware
         :raises QueueFull: the queue is full under ``Overflow.RAISE``
@@ -138,7 +137,7 @@ class Publisher:
         if timeout is not None:
             check_timeout("timeout", timeout)
         if session is not None:
-            return await self._in_transaction(event, session)
+            return await self._features.publish_in_transaction(event, session)
         state = self._fast.get(type(event))  # type(): cheaper than .__class__ with many types
         if state is None:  # a new type, not running, or middleware/policy/context/key/route
             prepared = self._prepare(event, principal, tracked=False)
@@ -160,17 +159,6 @@ class Publisher:
                 self._run.pool.schedule(state)  # type: ignore[union-attr]  # set while running
             return True
         return await self._put_full(state, event, timeout)
-
-    async def _in_transaction(self, event: object, session: Any) -> bool:
-        """``publish(event, session=...)``: a row of the transactional outbox."""
-        outbox = self._features.outbox
-        if outbox is None:
-            raise InvalidConfiguration(
-                f"publish({type(event).__qualname__}(...), session=...) needs an outbox: "
-                "eventcore.outbox.Outbox(bus) (pip install 'eventcore-py[sql]')"
-            )
-        await outbox.publish(event, session=session)
-        return True
 
     def publish_nowait(
         self, event: object, *, principal: Hashable | _Unset | None = UNSET
