@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nats demo-redis demo-rabbitmq docs docs-serve fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis bench-rabbitmq clean
+.PHONY: demo demo-nats demo-redis demo-rabbitmq docs docs-serve fuzz soak test lint typecheck pytest perf-guard perf-guard-update contract bench bench-quick bench-profile bench-wire bench-nats bench-redis bench-rabbitmq bench-outbox clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -124,6 +124,12 @@ soak: $(VENV)/.soak-installed
 # bench/out/rabbitmq.json, cProfile reports in bench/out/rabbitmq-profile-*.txt.
 bench-rabbitmq: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.rabbitmq_transport --profile
+
+# The transactional outbox beside a direct NATS publish (issue 22, < 2 min; needs
+# PostgreSQL (EVENTCORE_PG_DSN or 127.0.0.1:5432 db test) and NATS with JetStream):
+# bench/out/outbox.json; --profile adds bench/out/outbox-profile-relay.txt.
+bench-outbox: $(STAMP)
+	$(BIN)/python -m bench.outbox
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build dist site

@@ -1,5 +1,5 @@
-"""Command line: ``eventcore demo``, ``eventcore top`` and ``eventcore catalog`` (also
-``python -m eventcore``)."""
+"""Command line: ``eventcore demo``, ``eventcore top``, ``eventcore catalog`` and
+``eventcore sql schema`` (also ``python -m eventcore``)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,20 @@ def _parser() -> argparse.ArgumentParser:
         default="0.0.0",
         help="AsyncAPI info.version, your API's version (default: %(default)s)",
     )
+    sql = commands.add_parser(
+        "sql",
+        help="the outbox's and inbox's tables on PostgreSQL",
+        description="The tables of eventcore.outbox (pip install 'eventcore-py[sql]').",
+    )
+    sql_commands = sql.add_subparsers(dest="sql_command", required=True, metavar="SUBCOMMAND")
+    schema = sql_commands.add_parser(
+        "schema",
+        help="print the DDL of the outbox, its dead letters and the inbox",
+        description='Print the tables\' DDL (idempotent), e.g. | psql "$DATABASE_URL".',
+    )
+    schema.add_argument("--outbox", default="eventcore_outbox", help="(default: %(default)s)")
+    schema.add_argument("--inbox", default="eventcore_inbox", help="(default: %(default)s)")
+    schema.add_argument("--dead", default="eventcore_outbox_dead", help="(default: %(default)s)")
     return parser
 
 
@@ -121,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.command == "top":
         _top(parser, args)
+        return
+    if args.command == "sql":
+        _sql_schema(parser, args)
         return
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
@@ -138,6 +155,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except KeyboardInterrupt:
         print("\nstopped")
+
+
+def _sql_schema(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from ._errors import InvalidConfiguration
+    from .outbox._schema import Tables, schema_ddl
+
+    try:
+        tables = Tables(outbox=args.outbox, inbox=args.inbox, dead=args.dead)
+    except InvalidConfiguration as exc:
+        parser.error(str(exc))
+    sys.stdout.write(schema_ddl(tables))
 
 
 def _top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

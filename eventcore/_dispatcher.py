@@ -138,6 +138,7 @@ class Dispatcher:
         self.publish = publisher.publish
         self.publish_nowait = publisher.publish_nowait
         self.publish_and_wait = publisher.publish_and_wait
+        self.attach = features.attach  # an outbox: publish(session=...), relay per run
         self.use(publish=publish_middleware, handle=handle_middleware)
 
     # -- subscriptions ---------------------------------------------------------------

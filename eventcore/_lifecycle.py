@@ -45,6 +45,7 @@ class Life:
         self._max_idle_workers = max_idle_workers
         self._on_lifecycle = on_lifecycle
         self._exit_stack: AsyncExitStack | None = None
+        self._attached: AsyncExitStack | None = None
 
     async def enter(self) -> None:
         """Start a run (``async with dispatcher``)."""
@@ -57,6 +58,18 @@ class Life:
                 await self._routes.close()
             raise
         self._announce(Lifecycle.STARTED)
+        try:
+            await self._attach()
+        except BaseException:
+            await self.exit(0)  # nothing was queued yet: a prompt, clean stop
+            raise
+
+    async def _attach(self) -> None:
+        """Enter the attached services (an outbox relay): the run works meanwhile."""
+        async with AsyncExitStack() as attached:
+            for service in self._features.attached:
+                await attached.enter_async_context(service)
+            self._attached = attached.pop_all()
 
     async def _start(self) -> None:
         """Open the transports, start the workers and the pumps."""
@@ -95,6 +108,9 @@ class Life:
         self._announce(Lifecycle.DRAINING)
         abandoned_before = self._abandoned()
         try:
+            attached, self._attached = self._attached, None
+            if attached is not None:  # the services stop first (a relay: no new publishes)
+                await attached.aclose()  # unshielded: their scopes are older than a shield
             self._routes.stop()  # fetch nothing more from brokers
             with anyio.CancelScope(shield=True), anyio.move_on_after(shutdown_timeout):
                 await self._quiet()

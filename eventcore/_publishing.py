@@ -50,7 +50,12 @@ class PublishMethod(Protocol):
     """The type of :meth:`Publisher.publish`."""
 
     def __call__(
-        self, event: object, *, timeout: float | None = ..., principal: Hashable | None = ...
+        self,
+        event: object,
+        *,
+        timeout: float | None = ...,
+        principal: Hashable | None = ...,
+        session: Any = ...,
     ) -> Coroutine[Any, Any, bool]:
         """Queue *event* (see :meth:`Publisher.publish`)."""
         ...
@@ -106,6 +111,7 @@ class Publisher:
         *,
         timeout: float | None = None,
         principal: Hashable | _Unset | None = UNSET,
+        session: Any = None,
     ) -> bool:
         """Queue *event* for every handler of its type and supertypes.
 
@@ -118,6 +124,7 @@ class Publisher:
         :param timeout: under ``Overflow.BLOCK``, the longest wait for room
         :param principal: who publishes, for the authorization policy (default:
             the one set by :func:`acting_as`)
+        :param session: a database transaction: the event goes to the outbox instead
         :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
             a publish middleware
         :raises QueueFull: the queue is full under ``Overflow.RAISE``
@@ -129,6 +136,8 @@ class Publisher:
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
+        if session is not None:
+            return await self._features.publish_in_transaction(event, session)
         state = self._fast.get(type(event))  # type(): cheaper than .__class__ with many types
         if state is None:  # a new type, not running, or middleware/policy/context/key/route
             prepared = self._prepare(event, principal, tracked=False)

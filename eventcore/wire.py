@@ -33,6 +33,7 @@ from ._wire.errors import UnknownEventType as UnknownEventType
 from ._wire.errors import UnsupportedVersion as UnsupportedVersion
 from ._wire.errors import WireError as WireError
 from ._wire.errors import WireReason as WireReason
+from ._wire.ids import current_event_id as current_event_id
 from ._wire.ids import event_id_time as event_id_time
 from ._wire.ids import new_event_id as new_event_id
 from ._wire.kinds import Kind as Kind
@@ -82,6 +83,7 @@ __all__ = [
     "WireError",
     "WireReason",
     "check_name",
+    "current_event_id",
     "envelope_schema",
     "event",
     "event_id_time",

@@ -10,8 +10,11 @@ hex, so string order is time order.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -57,3 +60,59 @@ def new_event_id_and_time(_time_ns: Any = time.time_ns) -> tuple[str, datetime]:
 def event_id_time(event_id: str) -> float:
     """The Unix time (seconds, millisecond precision) encoded in a UUIDv7 *event_id*."""
     return int(event_id[:8] + event_id[9:13], 16) / 1000
+
+
+# -- ids that travel: a stored event re-sent under its own id, and the id of the
+# -- event whose handlers are running (the outbox relay and the idempotent inbox)
+
+_resending: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "eventcore_resending", default=None
+)
+_handling: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "eventcore_handling", default=None
+)
+#: whether the transports give handlers their event's id (set once an inbox exists)
+_tracking = False
+
+
+def outgoing_event_id() -> str:
+    """The id a transport sends the event being published under: the one pinned by
+    :func:`resending` (the outbox relay re-sends a stored event), else a new one."""
+    pinned = _resending.get()
+    return new_event_id() if pinned is None else pinned
+
+
+def pinned_event_id() -> str | None:
+    """The id pinned by :func:`resending` in this context, or None."""
+    return _resending.get()
+
+
+@contextmanager
+def resending(event_id: str) -> Iterator[None]:
+    """Publish the events of this block under *event_id* (brokers deduplicate it)."""
+    token = _resending.set(event_id)
+    try:
+        yield
+    finally:
+        _resending.reset(token)
+
+
+def track_event_ids() -> None:
+    """Make the transports give every handler its event's id (:func:`current_event_id`)."""
+    global _tracking
+    _tracking = True
+
+
+def tracked_id(event_id: str | None) -> str | None:
+    """*event_id* if handlers need it (see :func:`track_event_ids`), else None."""
+    return event_id if _tracking else None
+
+
+def handling_context(context: contextvars.Context, event_id: str) -> None:
+    """Record in *context* that its handlers handle the event *event_id*."""
+    context.run(_handling.set, event_id)
+
+
+def current_event_id() -> str | None:
+    """The wire id of the routed event whose handlers run in this context, or None."""
+    return _handling.get()

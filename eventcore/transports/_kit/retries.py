@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..._wire.ids import new_event_id
+from ..._wire.ids import outgoing_event_id
 
 
 class Attempt:
@@ -43,7 +43,7 @@ class RetryIds:
             or failed.event is not event
             or time.monotonic() - failed.since > self.window
         ):
-            return Attempt(event, new_event_id())
+            return Attempt(event, outgoing_event_id())
         return failed
 
     def failed(self, attempt: Attempt) -> None:

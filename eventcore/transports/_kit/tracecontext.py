@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
+from ..._wire.ids import handling_context, tracked_id
+
 _propagator: Any = None
 _context_api: Any = None
 _current_span: Any = None
@@ -30,11 +32,19 @@ def current_traceparent() -> str | None:
     return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
 
 
-def handler_context(traceparent: str | None) -> contextvars.Context | None:
-    """A copy of the current context whose current span is the publisher's, for the
-    event's handlers; None without a ``traceparent`` or without OpenTelemetry."""
-    if traceparent is None or _propagator is None:
+def handler_context(
+    traceparent: str | None, event_id: str | None = None
+) -> contextvars.Context | None:
+    """A copy of the current context for the event's handlers, where the current span
+    is the publisher's and, once an idempotent inbox needs it, the event's id is
+    known (``current_event_id``); None when there is neither."""
+    event_id = tracked_id(event_id)
+    traced = traceparent is not None and _propagator is not None
+    if not traced and event_id is None:
         return None
     context = contextvars.copy_context()
-    context.run(_context_api.attach, _propagator.extract({"traceparent": traceparent}))
+    if traced:
+        context.run(_context_api.attach, _propagator.extract({"traceparent": traceparent}))
+    if event_id is not None:
+        handling_context(context, event_id)
     return context

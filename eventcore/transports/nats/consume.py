@@ -260,8 +260,7 @@ class Consumer:
                 )
                 receipt.reject(DeadLetterReason.DELIVERY_LIMIT)
                 continue
-            if envelope.traceparent is not None:
-                receipt.context = handler_context(envelope.traceparent)
+            receipt.context = handler_context(envelope.traceparent, envelope.id)
             out.append((envelope.event, receipt))
         return out
 

@@ -146,8 +146,7 @@ class Reader:
             )
             self._ledger.settle(receipt, Verdict.REJECTED, DeadLetterReason.UNDECODABLE.value)
             return None
-        if envelope.traceparent is not None:
-            receipt.context = handler_context(envelope.traceparent)
+        receipt.context = handler_context(envelope.traceparent, envelope.id)
         return envelope.event, receipt
 
     def _peek(self, body: bytes) -> Any:

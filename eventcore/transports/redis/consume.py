@@ -328,7 +328,6 @@ class RedisSource:
                 )
                 receipt.reject("delivery_limit")
                 continue
-            if envelope.traceparent is not None:
-                receipt.context = handler_context(envelope.traceparent)
+            receipt.context = handler_context(envelope.traceparent, envelope.id)
             batch.append((event, receipt))
         return batch
