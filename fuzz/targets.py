@@ -32,7 +32,7 @@ from eventcore.dashboard._core import Request
 from eventcore.dashboard._http import Reply, Stream, basic_auth, handle
 from eventcore.dashboard.asgi import DashboardApp
 from eventcore.dashboard.serve import _connection
-from eventcore.transports._nats_routes import stream_name
+from eventcore.transports.nats.layout import stream_name
 from eventcore.wire import (
     MAX_NAME_LENGTH,
     Codec,

@@ -1,4 +1,4 @@
-"""RabbitMQ: route event types through quorum queues (``pip install "eventcore[rabbitmq]"``).
+"""RabbitMQ: route event types through quorum queues (``pip install "eventcore-py[rabbitmq]"``).
 
 ::
 

@@ -10,7 +10,7 @@ try:
     from pamqp import commands as spec
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "eventcore.transports.rabbitmq needs aiormq: pip install 'eventcore[rabbitmq]'",
+        "eventcore.transports.rabbitmq needs aiormq: pip install 'eventcore-py[rabbitmq]'",
         name=exc.name,
     ) from exc
 

@@ -1,4 +1,4 @@
-"""Redis Streams: route event types through consumer groups (``pip install "eventcore-py[redis]"``).
+"""Redis Streams: event types through consumer groups (``pip install "eventcore-py[redis]"``).
 
 ::
 
