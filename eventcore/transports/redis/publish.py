@@ -56,7 +56,7 @@ class Item:
     dedup_key: str | None
     data: bytes
     deadline: float | None
-    #: the pipeline carrying it left at least once (its outcome may be unknown)
+    #: a pipeline carrying it left and brought no answer for it (its outcome is unknown)
     tried: bool = False
 
 
@@ -219,6 +219,10 @@ class Publisher:
                         full.append(i)
                     else:
                         batch.results[i] = answer
+                for i in again + full:  # answered: not stored, so not in doubt either
+                    item = batch.items[i]
+                    assert item is not None
+                    item.tried = False
                 if again:
                     await session.load_scripts()
                 if full:  # at max_len: trim what every group acknowledged, try once more
