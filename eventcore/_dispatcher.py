@@ -31,7 +31,7 @@ from ._config import (
 )
 from ._deadletters import DeadLetter, DeadLetterHook
 from ._delivery import Delivery, Reporter
-from ._errors import InvalidConfiguration
+from ._errors import InvalidConfiguration, InvalidHandler
 from ._events import check_event_class
 from ._features import Features
 from ._lifecycle import Life
@@ -197,7 +197,15 @@ class Dispatcher:
         return register
 
     def unsubscribe(self, subscription: Subscription[Any]) -> None:
-        """End *subscription*; queued events no longer reach it. Idempotent."""
+        """End *subscription*; queued events no longer reach it. Idempotent.
+
+        :raises InvalidHandler: *subscription* is not a :class:`Subscription`
+        """
+        if not isinstance(subscription, Subscription):
+            raise InvalidHandler(
+                f"unsubscribe() takes the Subscription that subscribe() returned, "
+                f"got {subscription!r}"
+            )
         subscription.unsubscribe()
 
     def _subscription_ended(self, subscription: Subscription[Any]) -> None:
@@ -304,7 +312,11 @@ class Dispatcher:
 
     def config(self, event_type: type) -> TypeConfig:
         """The settings in force for *event_type* (its own, its nearest configured
-        base's, or the default)."""
+        base's, or the default).
+
+        :raises InvalidEvent: *event_type* is not an event class
+        """
+        check_event_class(event_type, "config")
         return self._states.config(event_type)
 
     def configured_types(self) -> tuple[type, ...]:
@@ -384,7 +396,11 @@ class Dispatcher:
         self._states.resume(event_type)
 
     def paused(self, event_type: type) -> bool:
-        """Whether *event_type* is paused, itself or through a paused base class."""
+        """Whether *event_type* is paused, itself or through a paused base class.
+
+        :raises InvalidEvent: *event_type* is not an event class
+        """
+        check_event_class(event_type, "paused")
         return self._states.is_paused(event_type)
 
     def paused_types(self) -> tuple[type, ...]:
@@ -398,9 +414,14 @@ class Dispatcher:
     @overload
     def stats(self, event_type: type) -> TypeStats: ...
     def stats(self, event_type: type | None = None) -> Mapping[type, TypeStats] | TypeStats:
-        """Counters per concrete event type published so far, or for one type."""
+        """Counters per concrete event type published so far, or for one type.
+
+        :raises InvalidEvent: *event_type* is not an event class (an instance, or a
+            standard-library class such as ``str``, as for :meth:`configure`)
+        """
         if event_type is None:
             return stats_of_all(self._states)
+        check_event_class(event_type, "stats")
         return stats_of(self._states, event_type)
 
     @property
@@ -426,6 +447,10 @@ class Dispatcher:
     # -- life --------------------------------------------------------------------------
 
     async def __aenter__(self: _D) -> _D:
+        """Start the dispatcher.
+
+        :raises LifecycleMisuse: it is running already (entered and not left)
+        """
         await self._life.enter()
         return self
 
@@ -435,7 +460,11 @@ class Dispatcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Drain within ``shutdown_timeout`` and stop; a no-op when not running."""
+        """Drain within ``shutdown_timeout`` and stop; a no-op when not running.
+
+        :raises LifecycleMisuse: called from one of the dispatcher's own handlers (it
+            would wait for that handler itself): the handler fails with it
+        """
         await self._life.exit(self.shutdown_timeout)
 
     async def drain(self) -> None:
@@ -444,8 +473,8 @@ class Dispatcher:
         Paused types are not waited for: their events wait for ``resume()``.
 
         :raises DispatcherClosed: the dispatcher was never started
-        :raises RuntimeError: called from one of the dispatcher's own handlers (it
-            would wait for that handler itself)
+        :raises LifecycleMisuse: called from one of the dispatcher's own handlers (it
+            would wait for that handler itself; a ``RuntimeError``)
         """
         await self._life.drain()
 
