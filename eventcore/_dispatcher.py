@@ -31,7 +31,7 @@ from ._config import (
 )
 from ._deadletters import DeadLetter, DeadLetterHook
 from ._delivery import Delivery, Reporter
-from ._errors import InvalidConfiguration, InvalidHandler
+from ._errors import InvalidConfiguration
 from ._events import check_event_class
 from ._features import Features
 from ._lifecycle import Life
@@ -43,7 +43,7 @@ from ._run import Run
 from ._state import TypeState
 from ._states import TypeStates
 from ._stats import TypeStats, stats_of, stats_of_all
-from ._subscription import Subscription
+from ._subscription import Subscription, end_subscription
 from ._types import DropHook, E, ErrorHook, Filter, Handler, Lifecycle, R
 from ._wire.names import EventName, EventNames
 
@@ -198,15 +198,8 @@ class Dispatcher:
 
     def unsubscribe(self, subscription: Subscription[Any]) -> None:
         """End *subscription*; queued events no longer reach it. Idempotent.
-
-        :raises InvalidHandler: *subscription* is not a :class:`Subscription`
-        """
-        if not isinstance(subscription, Subscription):
-            raise InvalidHandler(
-                f"unsubscribe() takes the Subscription that subscribe() returned, "
-                f"got {subscription!r}"
-            )
-        subscription.unsubscribe()
+        ``InvalidHandler`` if it is not a :class:`Subscription`."""
+        end_subscription(subscription)
 
     def _subscription_ended(self, subscription: Subscription[Any]) -> None:
         self._registry.remove(subscription)
@@ -232,9 +225,7 @@ class Dispatcher:
 
         :return: a handle whose ``remove()`` takes exactly these middleware out again
         """
-        for name, chain in (("publish", publish), ("handle", handle)):
-            if not all(callable(m) for m in chain):
-                raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")
+        _check_middleware(publish, handle)
         installed = Installed(self._remove_middleware, tuple(publish), tuple(handle))
         features = self._features
         features.use_publish_chain(features.publish_chain + installed.publish)
@@ -312,10 +303,7 @@ class Dispatcher:
 
     def config(self, event_type: type) -> TypeConfig:
         """The settings in force for *event_type* (its own, its nearest configured
-        base's, or the default).
-
-        :raises InvalidEvent: *event_type* is not an event class
-        """
+        base's, or the default); ``InvalidEvent`` if it is not an event class."""
         check_event_class(event_type, "config")
         return self._states.config(event_type)
 
@@ -396,11 +384,8 @@ class Dispatcher:
         self._states.resume(event_type)
 
     def paused(self, event_type: type) -> bool:
-        """Whether *event_type* is paused, itself or through a paused base class.
-
-        :raises InvalidEvent: *event_type* is not an event class
-        """
-        check_event_class(event_type, "paused")
+        """Whether *event_type* is paused, itself or through a paused base class
+        (``InvalidEvent`` if it is not an event class)."""
         return self._states.is_paused(event_type)
 
     def paused_types(self) -> tuple[type, ...]:
@@ -414,14 +399,10 @@ class Dispatcher:
     @overload
     def stats(self, event_type: type) -> TypeStats: ...
     def stats(self, event_type: type | None = None) -> Mapping[type, TypeStats] | TypeStats:
-        """Counters per concrete event type published so far, or for one type.
-
-        :raises InvalidEvent: *event_type* is not an event class (an instance, or a
-            standard-library class such as ``str``, as for :meth:`configure`)
-        """
+        """Counters per concrete event type published so far, or for one event class
+        (``InvalidEvent`` for anything else: an instance, or ``str`` as in :meth:`configure`)."""
         if event_type is None:
             return stats_of_all(self._states)
-        check_event_class(event_type, "stats")
         return stats_of(self._states, event_type)
 
     @property
@@ -433,7 +414,7 @@ class Dispatcher:
         """The live per-type states (for tests that check their invariants)."""
         return iter(self._states)
 
-    # -- other threads, life -----------------------------------------------------------
+    # -- other threads -----------------------------------------------------------------
 
     def publish_threadsafe(self, event: object, *, timeout: float | None = None) -> bool:
         """Publish from a thread other than the event loop's; blocks that thread until
@@ -445,12 +426,8 @@ class Dispatcher:
         return self._bridge.publish(event, timeout)
 
     # -- life --------------------------------------------------------------------------
-
     async def __aenter__(self: _D) -> _D:
-        """Start the dispatcher.
-
-        :raises LifecycleMisuse: it is running already (entered and not left)
-        """
+        """Start a run; ``LifecycleMisuse`` (a ``RuntimeError``) if it runs already."""
         await self._life.enter()
         return self
 
@@ -460,11 +437,7 @@ class Dispatcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Drain within ``shutdown_timeout`` and stop; a no-op when not running.
-
-        :raises LifecycleMisuse: called from one of the dispatcher's own handlers (it
-            would wait for that handler itself): the handler fails with it
-        """
+        """Drain within ``shutdown_timeout`` and stop; a no-op when not running."""
         await self._life.exit(self.shutdown_timeout)
 
     async def drain(self) -> None:
@@ -537,3 +510,10 @@ def _check_arguments(
     for name, value in hooks.items():
         if value is not None and not callable(value):
             raise InvalidConfiguration(f"{name} must be a callable or None, got {value!r}")
+
+
+def _check_middleware(publish: Sequence[object], handle: Sequence[object]) -> None:
+    """Refuse middleware that is not a sequence of callables (``InvalidConfiguration``)."""
+    for name, chain in (("publish", publish), ("handle", handle)):
+        if not all(callable(m) for m in chain):
+            raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")
