@@ -25,6 +25,7 @@ from ._errors import HandlerTimeout as HandlerTimeout
 from ._errors import InvalidConfiguration as InvalidConfiguration
 from ._errors import InvalidEvent as InvalidEvent
 from ._errors import InvalidHandler as InvalidHandler
+from ._errors import LifecycleMisuse as LifecycleMisuse
 from ._errors import PublishTimeout as PublishTimeout
 from ._errors import PublishUnconfirmed as PublishUnconfirmed
 from ._errors import QueueFull as QueueFull
@@ -64,6 +65,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidHandler",
     "Lifecycle",
+    "LifecycleMisuse",
     "Outcome",
     "Overflow",
     "Policy",

@@ -111,6 +111,7 @@ def build(report: DemoReport) -> Dispatcher:
             await anyio.sleep(cost * random.uniform(0.5, 1.5))
             if isinstance(event, OrderPlaced):
                 await bus.publish(ReceiptSent(event.order_id))
+                _note_peak(bus, report, ReceiptSent)  # follow-on events have peaks too
             if isinstance(event, PaymentRequested) and event.order_id % 40 == 0:
                 raise RuntimeError(f"card declined for order {event.order_id}")
 
@@ -187,9 +188,10 @@ CAPTION = "queued, busy: now/limit · shed: dropped, evicted or refused"
 
 
 def rows(bus: Dispatcher, report: DemoReport) -> list[tuple[str, ...]]:
-    """One row of counters per event type."""
+    """One row of counters per event type (the peak counts the depth seen here too)."""
     out: list[tuple[str, ...]] = []
     for event_type, (overflow, queue_size, concurrency, _) in POLICIES.items():
+        _note_peak(bus, report, event_type)
         s: TypeStats = bus.stats(event_type)
         out.append(
             (

@@ -43,7 +43,7 @@ from ._run import Run
 from ._state import TypeState
 from ._states import TypeStates
 from ._stats import TypeStats, stats_of, stats_of_all
-from ._subscription import Subscription
+from ._subscription import Subscription, end_subscription
 from ._types import DropHook, E, ErrorHook, Filter, Handler, Lifecycle, R
 from ._wire.names import EventName, EventNames
 
@@ -197,8 +197,9 @@ class Dispatcher:
         return register
 
     def unsubscribe(self, subscription: Subscription[Any]) -> None:
-        """End *subscription*; queued events no longer reach it. Idempotent."""
-        subscription.unsubscribe()
+        """End *subscription*; queued events no longer reach it. Idempotent.
+        ``InvalidHandler`` if it is not a :class:`Subscription`."""
+        end_subscription(subscription)
 
     def _subscription_ended(self, subscription: Subscription[Any]) -> None:
         self._registry.remove(subscription)
@@ -224,9 +225,7 @@ class Dispatcher:
 
         :return: a handle whose ``remove()`` takes exactly these middleware out again
         """
-        for name, chain in (("publish", publish), ("handle", handle)):
-            if not all(callable(m) for m in chain):
-                raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")
+        _check_middleware(publish, handle)
         installed = Installed(self._remove_middleware, tuple(publish), tuple(handle))
         features = self._features
         features.use_publish_chain(features.publish_chain + installed.publish)
@@ -304,7 +303,8 @@ class Dispatcher:
 
     def config(self, event_type: type) -> TypeConfig:
         """The settings in force for *event_type* (its own, its nearest configured
-        base's, or the default)."""
+        base's, or the default); ``InvalidEvent`` if it is not an event class."""
+        check_event_class(event_type, "config")
         return self._states.config(event_type)
 
     def configured_types(self) -> tuple[type, ...]:
@@ -384,7 +384,8 @@ class Dispatcher:
         self._states.resume(event_type)
 
     def paused(self, event_type: type) -> bool:
-        """Whether *event_type* is paused, itself or through a paused base class."""
+        """Whether *event_type* is paused, itself or through a paused base class
+        (``InvalidEvent`` if it is not an event class)."""
         return self._states.is_paused(event_type)
 
     def paused_types(self) -> tuple[type, ...]:
@@ -398,7 +399,8 @@ class Dispatcher:
     @overload
     def stats(self, event_type: type) -> TypeStats: ...
     def stats(self, event_type: type | None = None) -> Mapping[type, TypeStats] | TypeStats:
-        """Counters per concrete event type published so far, or for one type."""
+        """Counters per concrete event type published so far, or for one event class
+        (``InvalidEvent`` for anything else: an instance, or ``str`` as in :meth:`configure`)."""
         if event_type is None:
             return stats_of_all(self._states)
         return stats_of(self._states, event_type)
@@ -412,7 +414,7 @@ class Dispatcher:
         """The live per-type states (for tests that check their invariants)."""
         return iter(self._states)
 
-    # -- other threads, life -----------------------------------------------------------
+    # -- other threads -----------------------------------------------------------------
 
     def publish_threadsafe(self, event: object, *, timeout: float | None = None) -> bool:
         """Publish from a thread other than the event loop's; blocks that thread until
@@ -424,8 +426,8 @@ class Dispatcher:
         return self._bridge.publish(event, timeout)
 
     # -- life --------------------------------------------------------------------------
-
     async def __aenter__(self: _D) -> _D:
+        """Start a run; ``LifecycleMisuse`` (a ``RuntimeError``) if it runs already."""
         await self._life.enter()
         return self
 
@@ -444,8 +446,8 @@ class Dispatcher:
         Paused types are not waited for: their events wait for ``resume()``.
 
         :raises DispatcherClosed: the dispatcher was never started
-        :raises RuntimeError: called from one of the dispatcher's own handlers (it
-            would wait for that handler itself)
+        :raises LifecycleMisuse: called from one of the dispatcher's own handlers (it
+            would wait for that handler itself; a ``RuntimeError``)
         """
         await self._life.drain()
 
@@ -508,3 +510,10 @@ def _check_arguments(
     for name, value in hooks.items():
         if value is not None and not callable(value):
             raise InvalidConfiguration(f"{name} must be a callable or None, got {value!r}")
+
+
+def _check_middleware(publish: Sequence[object], handle: Sequence[object]) -> None:
+    """Refuse middleware that is not a sequence of callables (``InvalidConfiguration``)."""
+    for name, chain in (("publish", publish), ("handle", handle)):
+        if not all(callable(m) for m in chain):
+            raise InvalidConfiguration(f"{name} middleware must be a sequence of callables")

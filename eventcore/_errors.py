@@ -7,6 +7,8 @@
     ├── InvalidHandler (TypeError)      subscribe() got something that is not an async callable
     ├── InvalidConfiguration (ValueError)  a bad queue_size, concurrency, timeout, ...
     ├── DispatcherClosed (RuntimeError) publish before ``async with`` or after it ended
+    ├── LifecycleMisuse (RuntimeError)  entering a running dispatcher, or leaving/draining
+    │                                   it from one of its own handlers
     ├── QueueFull                       the queue is full under Overflow.RAISE or publish_nowait
     ├── PublishTimeout (TimeoutError)   no room appeared within ``timeout=`` under Overflow.BLOCK
     ├── Unauthorized (PermissionError)  the policy does not let this principal publish this type
@@ -38,6 +40,12 @@ class InvalidConfiguration(EventcoreError, ValueError):
 
 class DispatcherClosed(EventcoreError, RuntimeError):
     """The dispatcher is not running: it was never started, or it is closing or closed."""
+
+
+class LifecycleMisuse(EventcoreError, RuntimeError):
+    """A life method was called where it cannot work: ``async with`` on a dispatcher
+    that already runs, or leaving it (``__aexit__``) or ``drain()`` from one of its
+    own handlers (they would wait for that very handler)."""
 
 
 class QueueFull(EventcoreError):

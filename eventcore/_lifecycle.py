@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 
 from ._delivery import Delivery, Reporter
-from ._errors import DispatcherClosed
+from ._errors import DispatcherClosed, LifecycleMisuse
 from ._features import Features
 from ._routes import Routes
 from ._run import Phase, Run
@@ -50,7 +50,11 @@ class Life:
     async def enter(self) -> None:
         """Start a run (``async with dispatcher``)."""
         if self._run.phase is Phase.RUNNING or self._run.phase is Phase.CLOSING:
-            raise RuntimeError("this dispatcher is already running")
+            raise LifecycleMisuse(
+                f"this dispatcher is already {self._run.phase.value}: enter `async with` once "
+                "and use the dispatcher inside it; for a second, independent run build "
+                "another Dispatcher"
+            )
         try:
             await self._start()
         except BaseException:
@@ -97,6 +101,13 @@ class Life:
         does nothing.
         """
         run, stack = self._run, self._exit_stack
+        if run.in_own_worker():
+            raise LifecycleMisuse(
+                "the dispatcher was left (`__aexit__`) inside one of its own handlers: "
+                "shutdown waits for every handler, this one included, so it would never "
+                "end; to stop from a handler, set an anyio.Event there and leave "
+                "`async with` in the task that entered it"
+            )
         pool = run.pool
         if run.phase is not Phase.RUNNING or stack is None or pool is None:
             return
@@ -170,9 +181,9 @@ class Life:
     async def drain(self) -> None:
         """Wait until no event is queued or in flight (see ``Dispatcher.drain``)."""
         if self._run.phase is Phase.NEW:
-            raise DispatcherClosed(self._run.closed_message())
+            raise DispatcherClosed(self._run.closed_message("drain()"))
         if self._run.in_own_worker():
-            raise RuntimeError(
+            raise LifecycleMisuse(
                 "drain() was awaited inside a handler of this dispatcher: it would wait for "
                 "that handler itself; use publish_and_wait() to wait for follow-on events"
             )

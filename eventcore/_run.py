@@ -57,10 +57,15 @@ class Run:
         slot = current_slot.get()
         return slot is not None and slot.pool is self.pool and slot.pool is not None
 
-    def closed_message(self) -> str:
-        """Why a publish is refused now."""
+    def closed_message(self, what: str = "publish") -> str:
+        """Why *what* (a publish, ``drain()``) is refused now."""
         if self.phase is Phase.NEW:
-            return "the dispatcher is not running: publish inside `async with dispatcher:`"
+            return f"the dispatcher is not running: {what} inside `async with dispatcher:`"
+        if self.phase is Phase.CLOSED:
+            return (
+                "the dispatcher is closed (its `async with` block ended): it accepts no new "
+                f"events; enter it again (`async with dispatcher:`) to {what}"
+            )
         return f"the dispatcher is {self.phase.value}: it accepts no new events"
 
     def check_running(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ._config import TypeConfig
 from ._deadletters import DeadLetter
-from ._events import is_library_class, refuse_event
+from ._events import check_event_class, is_library_class, refuse_event
 from ._features import Features
 from ._plan import build_plan
 from ._registry import Registry
@@ -167,6 +167,7 @@ class TypeStates:
 
     def is_paused(self, event_type: type) -> bool:
         """Whether *event_type* is paused, itself or through a paused base class."""
+        check_event_class(event_type, "paused")
         return any(klass in self.paused for klass in event_type.__mro__)
 
     def pause_holds(self, event_class: type) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._counters import COUNTERS
+from ._events import check_event_class
 from ._state import TypeState
 from ._states import TypeStates
 from ._transport import BrokerStats
@@ -55,6 +56,7 @@ class TypeStats:
 
 def stats_of(states: TypeStates, event_type: type) -> TypeStats:
     """The stats of *event_type*: its live state's, or what its retired state left."""
+    check_event_class(event_type, "stats")  # an instance or str would read all zeros
     state = states.get(event_type)
     if state is not None:
         return _with_broker(states, _snapshot(state))

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic
 
 from ._config import Retry
+from ._errors import InvalidHandler
 from ._types import E, Filter, Handler
 
 
@@ -64,3 +65,12 @@ class Subscription(Generic[E]):
         name = getattr(self.handler, "__qualname__", repr(self.handler))
         state = "" if self.active else ", inactive"
         return f"<Subscription {self.event_type.__qualname__} -> {name}{state}>"
+
+
+def end_subscription(subscription: object) -> None:
+    """``Dispatcher.unsubscribe``: end *subscription*, or refuse what is not one."""
+    if not isinstance(subscription, Subscription):
+        raise InvalidHandler(
+            f"unsubscribe() takes the Subscription that subscribe() returned, got {subscription!r}"
+        )
+    subscription.unsubscribe()
