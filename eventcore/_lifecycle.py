@@ -55,12 +55,7 @@ class Life:
                 "and use the dispatcher inside it; for a second, independent run build "
                 "another Dispatcher"
             )
-        try:
-            await self._start()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._routes.close()
-            raise
+        await self._start()  # a failed start closes what it opened
         self._announce(Lifecycle.STARTED)
         try:
             await self._attach()
@@ -78,9 +73,12 @@ class Life:
     async def _start(self) -> None:
         """Open the transports, start the workers and the pumps."""
         routes = self._routes
-        for transport in routes.known():
-            await routes.open(transport)
         async with AsyncExitStack() as stack:
+            # the transports' tasks run in a task group of the run, left after they closed
+            await stack.enter_async_context(routes.running())
+            stack.callback(self._abandon_queued)  # settles their receipts: before closing
+            for transport in routes.known():
+                await routes.open(transport)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             pool = WorkerPool(task_group, self._reporter, self._delivery, self._max_idle_workers)
             self._delivery.halt(False)
@@ -132,11 +130,9 @@ class Life:
             try:
                 # The body's own exception is not handed to the task groups: it leaves
                 # `async with` as itself, never wrapped in an ExceptionGroup.
+                # (Queued events are abandoned, then the transports closed, on the way out.)
                 await stack.__aexit__(None, None, None)
             finally:
-                self._abandon_queued()  # settles their receipts: before transports close
-                with anyio.CancelScope(shield=True):
-                    await self._routes.close()
                 pool.waits.clear()
                 self._stopped(abandoned_before, shutdown_timeout)
 

@@ -4,6 +4,8 @@ that fetch routed types' events from their brokers into their queues."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -43,6 +45,8 @@ class Routes:
         self._opened: dict[int, Any] = {}
         self._opening: anyio.Lock | None = None
         self._pumps: anyio.abc.TaskGroup | None = None
+        #: the task group of the transports' own tasks, for the run (see running())
+        self._crews: anyio.abc.TaskGroup | None = None
 
     def known(self) -> list[Any]:
         """Every transport of the dispatcher and of its configured types, once each."""
@@ -60,7 +64,7 @@ class Routes:
         async with self._opening:  # a pump and a publisher may both need it first
             if id(transport) not in self._opened:
                 try:
-                    await open_transport(transport, self._owner)
+                    await open_transport(transport, self._owner, self._crews)
                 except EventcoreError:
                     raise
                 except Exception as exc:  # a transport of another library's
@@ -68,6 +72,25 @@ class Routes:
                         f"opening the transport {transport!r} failed: {type(exc).__name__}: {exc}"
                     ) from exc
                 self._opened[id(transport)] = transport
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The transports' run: a task group for their tasks (handed to ``open``),
+        left after every transport opened in it was closed. An error of the body
+        (a transport that cannot open) leaves as itself, not in an exception group."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as crews:
+            self._crews = crews
+            try:
+                yield
+            except Exception as exc:
+                failure = exc
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.close()
+                self._crews = None
+        if failure is not None:
+            raise failure
 
     async def close(self) -> None:
         """Close every transport opened in this run (failures are logged)."""

@@ -27,7 +27,10 @@ dispatcher's event loop):
   send or fetch. It receives the :class:`~eventcore.Dispatcher`: its ``names``
   (wire names), ``config(T)`` (queue size, concurrency, key, retries) and
   ``report_dead_letter()`` for messages that can never be handled (undecodable,
-  delivered too often).
+  delivered too often). An ``open`` that names a ``task_group`` keyword also
+  receives the task group where its background tasks must run (the dispatcher's,
+  entered before the transports open and left after they closed): a transport
+  starts no task of its own outside it.
 * ``broker_stats(event_type) -> BrokerStats`` (optional, sync, cheap): the
   type's figures on the broker, for stats, metrics and the dashboard.
 * ``async close()``: called once at shutdown, after the pumps stopped and every
@@ -154,10 +157,19 @@ def takes_deadline(transport: Any) -> bool:
     return known
 
 
-async def open_transport(transport: Any, bus: Any) -> None:
-    """Call ``transport.open(bus)`` if the transport has a life (see the module doc)."""
+async def open_transport(transport: Any, bus: Any, task_group: Any = None) -> None:
+    """Call ``transport.open(bus)`` if the transport has a life, with
+    ``task_group=`` if its ``open`` names it (see the module doc)."""
     opener = getattr(transport, "open", None)
-    if opener is not None:
+    if opener is None:
+        return
+    try:
+        takes_group = "task_group" in inspect.signature(opener).parameters
+    except (TypeError, ValueError):
+        takes_group = False
+    if takes_group:
+        await opener(bus, task_group=task_group)
+    else:
         await opener(bus)
 
 

@@ -3,11 +3,13 @@ one receipt settled per fetched event with the delivery's verdict."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 
@@ -22,6 +24,7 @@ from eventcore import (
     TransportError,
     Verdict,
 )
+from eventcore.transports._kit import Crew
 from tests.fake_broker import FakeBroker, FakeReceipt, FakeSource, Job, Local
 
 pytestmark = pytest.mark.anyio
@@ -272,6 +275,60 @@ async def test_a_transport_that_cannot_open_fails_the_start() -> None:
             pytest.fail("the body must not run")
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)  # kept as the cause
     assert not bus.running
+
+
+class CrewedBroker(FakeBroker):
+    """A fake whose ``open`` takes the dispatcher's task group for a task of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.life: list[str] = []
+        self.crew: Crew | None = None
+        self.started = anyio.Event()
+
+    async def open(self, bus: Any, *, task_group: anyio.abc.TaskGroup | None = None) -> None:
+        self.crew = Crew("fake", logging.getLogger("tests.crew"))
+        await self.crew.start({"beat": self._beat}, task_group=task_group)
+
+    async def _beat(self) -> None:
+        self.life.append("task started")
+        self.started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.life.append("task ended")
+
+    async def close(self) -> None:
+        self.life.append("close")
+        assert self.crew is not None
+        await self.crew.stop()
+
+
+@pytest.mark.parametrize("configured_late", [False, True])
+async def test_a_transport_runs_its_tasks_in_the_dispatchers_task_group(
+    configured_late: bool,
+) -> None:
+    broker = CrewedBroker()
+    bus = Dispatcher() if configured_late else Dispatcher(transport=broker)
+
+    @bus.on(Job)
+    async def handler(job: Job) -> None:
+        pass
+
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            if configured_late:
+                bus.configure(Job, transport=broker)
+                await bus.publish(Job(1))
+            await broker.started.wait()
+            assert broker.life == ["task started"]  # it runs while the dispatcher runs
+        # its task outlived nothing: cancelled by close(), inside the run's task group
+        assert broker.life == ["task started", "close", "task ended"]
+
+
+async def test_a_transport_opened_without_a_task_group_says_so() -> None:
+    with pytest.raises(InvalidConfiguration, match="opened without a task group"):
+        await CrewedBroker().open(None)
 
 
 async def test_a_transport_configured_while_running_is_opened_before_use() -> None:

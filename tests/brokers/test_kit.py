@@ -92,8 +92,7 @@ async def test_a_keep_alive_refreshes_what_is_held() -> None:
     assert refreshed == ["a"]
 
 
-@pytest.mark.parametrize("own_group", [False, True])
-async def test_a_crew_runs_its_jobs_until_stopped(own_group: bool) -> None:
+async def test_a_crew_runs_its_jobs_until_stopped() -> None:
     started, stopped = anyio.Event(), anyio.Event()
 
     async def job() -> None:
@@ -109,14 +108,17 @@ async def test_a_crew_runs_its_jobs_until_stopped(own_group: bool) -> None:
     crew = Crew("test", settler_logger)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as group:
-            await crew.start(
-                {"job": job, "failing": failing}, task_group=group if own_group else None
-            )
+            await crew.start({"job": job, "failing": failing}, task_group=group)
             await started.wait()
             assert crew.running
             await crew.stop()
             assert stopped.is_set()
             assert not crew.running
+
+
+async def test_a_crew_needs_a_task_group() -> None:
+    with pytest.raises(InvalidConfiguration, match="test was opened without a task group"):
+        await Crew("test", settler_logger).start({}, task_group=None)
 
 
 def test_arguments_are_checked_with_what_was_wrong() -> None:

@@ -8,8 +8,8 @@ only what talks to its client.
   with the transport's ``apply(batch)``, retrying; ``drain`` at close;
 * :mod:`.keepalive`: :class:`KeepAlive`, refreshes held messages with the
   transport's ``refresh(stale)`` so the broker never redelivers them meanwhile;
-* :mod:`.crew`: :class:`Crew`, the transport's background tasks in one anyio
-  task group (no bare tasks), started at ``open`` and stopped at ``close``;
+* :mod:`.crew`: :class:`Crew`, the transport's background tasks in the task group
+  the dispatcher hands ``open`` (no bare tasks), started at ``open``, stopped at ``close``;
 * :mod:`.errors`: :class:`BrokerUnavailable` and the helpers that turn a broker
   client's error into an :class:`~eventcore.EventcoreError` with the server's reason;
 * :mod:`.validate`: constructor argument checks (``token``, ``count``,

@@ -1,23 +1,24 @@
 """Task ownership: the background tasks of one open transport (settler,
-keep-alive, janitor...) live in one anyio task group, started at ``open`` and
-cancelled (and waited for) at ``close``.
+keep-alive, janitor...) live in a task group the dispatcher owns, started at
+``open`` and cancelled (and waited for) at ``close``.
 
 A transport's life is ``open() ... close()``, not one ``async with``: ``open``
 may run in a pump's or a publisher's task and ``close`` in the dispatcher's. So
-the task group is entered by a host task of the crew's own, the one task made
-outside a task group, owned by the crew: :meth:`Crew.stop` cancels the group,
-which ends the host, and waits for it. Pass ``task_group=`` to :meth:`Crew.start`
-to run the jobs in a task group of the caller's instead (no host then).
+the dispatcher hands ``open`` a task group of its own (``task_group=``), entered
+before the transports open and left after they closed; the crew runs its jobs
+there, each in a cancel scope of its own: :meth:`Crew.stop` cancels them and
+waits until they ended. No task is made outside a task group.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
+
+from ..._errors import InvalidConfiguration
 
 Job = Callable[[], Awaitable[None]]
 
@@ -32,7 +33,6 @@ class Crew:
         self.name = name
         self._logger = logger
         self._scopes: list[anyio.CancelScope] = []
-        self._host: asyncio.Future[None] | None = None
         self._ended: anyio.Event | None = None
 
     @property
@@ -40,58 +40,48 @@ class Crew:
         """Whether the jobs were started and not stopped."""
         return bool(self._scopes)
 
-    async def start(
-        self, jobs: dict[str, Job], *, task_group: anyio.abc.TaskGroup | None = None
-    ) -> None:
-        """Start *jobs* (by name); they run until :meth:`stop`. A job that raises is
-        logged and the others go on."""
+    async def start(self, jobs: dict[str, Job], *, task_group: anyio.abc.TaskGroup | None) -> None:
+        """Start *jobs* (by name) in *task_group*; they run until :meth:`stop`. A job
+        that raises is logged and the others go on.
+
+        :raises InvalidConfiguration: no task group (the transport was opened
+            outside a dispatcher's run)
+        """
+        if task_group is None:
+            raise InvalidConfiguration(
+                f"{self.name} was opened without a task group for its tasks: open a "
+                "transport through its Dispatcher (async with), or pass open(bus, "
+                "task_group=...) a task group that outlives close()"
+            )
         if self._scopes:
             raise RuntimeError(f"the tasks of {self.name} run already")
         self._scopes = [anyio.CancelScope() for _ in jobs]
         ended = self._ended = anyio.Event()
-        if task_group is not None:
-            left = [len(jobs)]
-            for scope, (name, job) in zip(self._scopes, jobs.items(), strict=True):
-                task_group.start_soon(self._guarded, scope, job, left, name=f"{self.name}-{name}")
-            return
-        started = asyncio.Event()
-        scopes = self._scopes
+        left = [len(jobs)]
+        for scope, (name, job) in zip(self._scopes, jobs.items(), strict=True):
+            task_group.start_soon(
+                self._guarded, scope, job, left, ended, name=f"{self.name}-{name}"
+            )
 
-        async def host() -> None:
-            try:
-                async with anyio.create_task_group() as group:
-                    for scope, (name, job) in zip(scopes, jobs.items(), strict=True):
-                        group.start_soon(
-                            self._guarded, scope, job, None, name=f"{self.name}-{name}"
-                        )
-                    started.set()
-            finally:
-                started.set()
-                ended.set()
-
-        self._host = asyncio.ensure_future(host())  # the crew's one host (see the module doc)
-        await started.wait()
-
-    async def _guarded(self, scope: anyio.CancelScope, job: Job, left: list[int] | None) -> None:
+    async def _guarded(
+        self, scope: anyio.CancelScope, job: Job, left: list[int], ended: anyio.Event
+    ) -> None:
         try:
             with scope:
                 await job()
         except Exception:
             self._logger.exception("the task %s of the transport failed", self.name)
         finally:
-            if left is not None:
-                left[0] -= 1
-                if left[0] == 0 and self._ended is not None:
-                    self._ended.set()
+            left[0] -= 1
+            if left[0] == 0:
+                ended.set()
 
     async def stop(self) -> None:
         """Cancel every job and wait until they ended."""
-        scopes, host, ended = self._scopes, self._host, self._ended
-        self._scopes, self._host = [], None
+        scopes, ended = self._scopes, self._ended
+        self._scopes = []
         for scope in scopes:
             scope.cancel()
-        with anyio.CancelScope(shield=True):
-            if host is not None:
-                await asyncio.gather(host, return_exceptions=True)
-            elif ended is not None and scopes:
+        if ended is not None and scopes:
+            with anyio.CancelScope(shield=True):
                 await ended.wait()

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import nats.errors
 from nats.aio.client import Client
 
@@ -183,9 +184,12 @@ class NatsTransport:
 
     # -- life ------------------------------------------------------------------------
 
-    async def open(self, bus: Dispatcher) -> None:
+    async def open(
+        self, bus: Dispatcher, *, task_group: anyio.abc.TaskGroup | None = None
+    ) -> None:
         """Connect, then create or check the streams and consumers of the routed types
-        known now (others on first use).
+        known now (others on first use). The transport's tasks run in *task_group*
+        (the dispatcher's, which outlives :meth:`close`).
 
         :raises InvalidConfiguration: not on asyncio, or an existing stream or
             consumer does not match this transport's settings
@@ -203,7 +207,8 @@ class NatsTransport:
             session.layout.routes = self._routes
             await session.publisher.start()
             await session.crew.start(
-                {"settle": session.settler.run, "in-progress": session.keep_alive.run}
+                {"settle": session.settler.run, "in-progress": session.keep_alive.run},
+                task_group=task_group,
             )
             await self._prepare(session, bus)
         except BaseException:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio.abc
+
 from ..._errors import InvalidConfiguration, TransportError
 from ..._transport import BrokerStats
 from ..._wire.codec import DEFAULT_MAX_SIZE, Codec
@@ -117,9 +119,12 @@ class RabbitMQTransport:
 
     # -- life ------------------------------------------------------------------------
 
-    async def open(self, bus: Dispatcher) -> None:
+    async def open(
+        self, bus: Dispatcher, *, task_group: anyio.abc.TaskGroup | None = None
+    ) -> None:
         """Connect, then declare the exchanges and the queues of the routed types known
-        now (others on first use).
+        now (others on first use). The transport's tasks run in *task_group* (the
+        dispatcher's, which outlives :meth:`close`).
 
         :raises InvalidConfiguration: not on asyncio, or an existing queue has other
             arguments than this transport's
@@ -153,7 +158,8 @@ class RabbitMQTransport:
         try:
             await self._declare_all()
             await self._crew.start(
-                {"settle": self._settler.run, "link": link.watch, "figures": self._figures}
+                {"settle": self._settler.run, "link": link.watch, "figures": self._figures},
+                task_group=task_group,
             )
         except BaseException:
             await self.close()  # a failed open leaves nothing behind

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import anyio.abc
 
 from ..._errors import InvalidConfiguration, TransportError
 from ..._transport import BrokerStats
@@ -128,8 +129,11 @@ class RedisTransport:
 
     # -- life --------------------------------------------------------------------------
 
-    async def open(self, bus: Dispatcher) -> None:
-        """Connect, load the scripts and start the transport's tasks (asyncio only).
+    async def open(
+        self, bus: Dispatcher, *, task_group: anyio.abc.TaskGroup | None = None
+    ) -> None:
+        """Connect, load the scripts and start the transport's tasks (asyncio only) in
+        *task_group* (the dispatcher's, which outlives :meth:`close`).
 
         :raises InvalidConfiguration: not on asyncio, a client that decodes
             responses, or open for another dispatcher
@@ -159,13 +163,19 @@ class RedisTransport:
             session.ledger, settling.refresh, every=self.claim_idle / 3, logger=logger
         )
         self._crew = Crew(f"eventcore-redis-{self.group}", logger)
-        await self._crew.start(
-            {
-                "settle": self._settler.run,
-                "keep-alive": keep_alive.run,
-                "janitor": Janitor(session, self._sources).run,
-            }
-        )
+        try:
+            await self._crew.start(
+                {
+                    "settle": self._settler.run,
+                    "keep-alive": keep_alive.run,
+                    "janitor": Janitor(session, self._sources).run,
+                },
+                task_group=task_group,
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.close()  # a failed open leaves nothing behind
+            raise
         logger.info("%r: connected as consumer %s", self, self.consumer)
 
     def _client(self) -> Any:
