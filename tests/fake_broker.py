@@ -210,24 +210,30 @@ class _GroupSource:
         self.event_type = event_type
 
     async def fetch(self, room: int) -> Sequence[tuple[Any, _GroupReceipt]]:
+        """At most *room* messages of this source's type (a routed type travels on a
+        stream of its own, as on a real broker: the other types' messages stay)."""
         from eventcore import DeadLetter, DeadLetterReason
         from eventcore.wire import WireError
 
         stream, bus = self.stream, self.transport.bus
         while True:
-            while not stream.pending:
-                arrived = anyio.Event()
-                stream.waiting.append(arrived)
-                await arrived.wait()
             out: list[tuple[Any, _GroupReceipt]] = []
-            while stream.pending and len(out) < room:
-                data = stream.pending.popleft()
+            for data in list(stream.pending):
+                if len(out) >= room:
+                    break
                 try:
                     event = self.transport.codec.decode(data).event
                 except WireError as exc:
+                    stream.pending.remove(data)
                     bus.report_dead_letter(DeadLetter(data, DeadLetterReason.UNDECODABLE, exc))
                     continue
+                if type(event) is not self.event_type:
+                    continue
+                stream.pending.remove(data)
                 stream.in_flight += 1
                 out.append((event, _GroupReceipt(stream, data)))
             if out:
                 return out
+            arrived = anyio.Event()
+            stream.waiting.append(arrived)
+            await arrived.wait()

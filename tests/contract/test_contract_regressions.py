@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -15,6 +17,7 @@ import pytest
 import sniffio
 
 from eventcore import Dispatcher, DispatcherClosed, DropReason, Overflow
+from tests.fake_broker import FakeHub
 
 from .contract_support import Event, make_hierarchy
 
@@ -202,3 +205,52 @@ async def test_drop_oldest_with_a_key_evicts_the_oldest_waiting_event() -> None:
             await bus.publish(A(3, "p", 1))  # evicts the oldest waiting: A(1)
             gate.set()
     assert evicted == [1]
+
+
+@dataclass(frozen=True)
+class RoutedKeyed:
+    uid: int
+    key: int
+
+
+@dataclass(frozen=True)
+class RoutedPlain:
+    uid: int
+
+
+async def test_routed_types_sharing_a_fake_hub_namespace_fetch_only_their_own() -> None:
+    """Promises 13 and 8 as the composition machine saw them: two routed types on one
+    FakeHub transport. Its source used to fetch every type's messages, so the keyed
+    type's pump took the plain type's event (its key function failed: settled
+    REJECTED, never handled, no on_drop) and the plain type's pump ran a handler of
+    the paused keyed type. A defect of the fake (a real broker keeps a stream per
+    type), not of eventcore."""
+    errors: list[BaseException] = []
+    handled: list[Any] = []
+    bus = Dispatcher(on_error=lambda event, handler, exc: errors.append(exc))
+
+    async def handle(event: Any) -> None:
+        handled.append(event)
+
+    broker = FakeHub().transport("regressions", "group")
+    for routed in (RoutedKeyed, RoutedPlain):
+        bus.register(routed, name=f"regressions.{routed.__name__}")
+        bus.subscribe(routed, handle)
+    bus.configure(RoutedKeyed, transport=broker, key=lambda event: event.key)
+    bus.configure(RoutedPlain, transport=broker)
+
+    with anyio.fail_after(10):
+        async with bus:
+            bus.pause(RoutedPlain)
+            await bus.publish(RoutedPlain(1))
+            await anyio.wait_all_tasks_blocked()
+            assert (handled, errors) == ([], [])  # left on the broker, for its own pump
+            bus.resume(RoutedPlain)
+            bus.pause(RoutedKeyed)
+            await bus.publish(RoutedKeyed(2, key=0))
+            await anyio.wait_all_tasks_blocked()
+            assert handled == [RoutedPlain(1)]  # the paused keyed type ran nothing
+            bus.resume(RoutedKeyed)
+            await bus.drain()
+    assert (handled, errors) == ([RoutedPlain(1), RoutedKeyed(2, key=0)], [])
+    assert (bus.stats(RoutedPlain).handled, bus.stats(RoutedKeyed).handled) == (1, 1)
