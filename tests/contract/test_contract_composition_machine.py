@@ -16,6 +16,15 @@ may resume beside the next one), and every wait ends (each step is bounded).
 At every drain and shutdown: each accepted event was handled exactly once, or
 evicted, or reported cut off by the shutdown; a publish that raised, returned
 False or was cancelled had no effect.
+
+Two more types are routed through a fake broker (:class:`~tests.fake_broker.FakeHub`,
+bounded, messages encoded as on the wire; one type keyed), published to in bursts,
+paused, resumed and cut off by the same shutdowns. For them: the broker never
+holds more than its capacity; no handler of a paused routed type starts, none
+beside ``concurrency`` others, none beside one of its key; a refused publish had
+no effect; nothing accepted is lost (at a drain each was handled, at a shutdown
+each was handled or is back on the broker) and it arrives at least once with the
+id it was published with, twice at most once per shutdown since.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from eventcore import (
     PublishTimeout,
     QueueFull,
 )
+from tests.fake_broker import FakeHub
 
 from .contract_support import BACKENDS, RUN_LIMIT
 
@@ -105,6 +115,28 @@ ACTIONS = ["ok", "raise", "yield", "follow", "follow_cancelled"]
 MODES = ["publish", "nowait", "wait", "timeout"]
 
 
+@dataclass(frozen=True)
+class RoutedKeyed:
+    """Routed through the fake broker, with a key."""
+
+    uid: int
+    key: int
+    fail: bool = False
+
+
+@dataclass(frozen=True)
+class RoutedPlain:
+    """Routed through the fake broker."""
+
+    uid: int
+    fail: bool = False
+
+
+ROUTED: list[type[RoutedKeyed | RoutedPlain]] = [RoutedKeyed, RoutedPlain]
+#: how many messages the fake broker holds (pending and fetched) before refusing
+HUB_CAPACITY = 6
+
+
 def key_of(event: Ev) -> int:
     if event.bad_key:
         raise Boom("bad key")
@@ -128,6 +160,11 @@ class Record:
     running: Counter[type] = field(default_factory=Counter)
     keys: Counter[int] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
+    #: the routed types' publishes and handlings, by uid
+    routed_outcome: dict[int, str] = field(default_factory=dict)
+    routed_seen: Counter[int] = field(default_factory=Counter)
+    routed_keys: Counter[int] = field(default_factory=Counter)
+    shutdowns: int = 0
 
 
 class Composition(RuleBasedStateMachine):
@@ -147,6 +184,14 @@ class Composition(RuleBasedStateMachine):
         )
         self.bus.configure(Keyed, key=key_of, concurrency=2)
         self.bus.subscribe(Ev, self._handle, filter=accepts)
+        self.hub = FakeHub()
+        self.broker = self.hub.transport("machine", "group", capacity=HUB_CAPACITY)
+        self.stream = self.hub.spaces["machine"]["group"]
+        for routed in ROUTED:
+            self.bus.register(routed, name=f"machine.{routed.__name__}")
+            self.bus.subscribe(routed, self._handle_routed)
+        self.bus.configure(RoutedKeyed, transport=self.broker, key=lambda e: e.key, concurrency=2)
+        self.bus.configure(RoutedPlain, transport=self.broker)
         self.session: AbstractContextManager[Any] | None = None
         self.task_group: anyio.abc.TaskGroup | None = None
         self._start()
@@ -269,6 +314,43 @@ class Composition(RuleBasedStateMachine):
         finally:
             self._leave(event, holds_key=not resumed)
 
+    async def _handle_routed(self, event: RoutedKeyed | RoutedPlain) -> None:
+        rec, klass = self.rec, type(event)
+        rec.routed_seen[event.uid] += 1
+        key = event.key if isinstance(event, RoutedKeyed) else None
+        if not self.closing:
+            limit = self.bus.config(klass).concurrency
+            if rec.running[klass] >= limit:
+                rec.violations.append(f"{event!r} beside {rec.running[klass]}, limit {limit}")
+            if self.bus.paused(klass):
+                rec.violations.append(f"{event!r} started while its type was paused")
+            if key is not None and rec.routed_keys[key]:
+                rec.violations.append(f"{event!r} started while its key runs")
+        rec.running[klass] += 1
+        if key is not None:
+            rec.routed_keys[key] += 1
+        try:
+            for _ in range(2):
+                await anyio.lowlevel.checkpoint()
+            if event.fail:
+                raise Boom
+        finally:
+            rec.running[klass] -= 1
+            if key is not None:
+                rec.routed_keys[key] -= 1
+
+    async def _publish_routed(self, event: RoutedKeyed | RoutedPlain) -> None:
+        outcome = "pending"
+        try:
+            ok = await self.bus.publish(event, timeout=0.05)
+            outcome = "accepted" if ok else "dropped"
+        except (QueueFull, PublishTimeout):
+            outcome = "refused"
+        except DispatcherClosed:
+            outcome = "closed"
+        finally:
+            self.rec.routed_outcome[event.uid] = outcome
+
     async def _publish(self, event: Ev, cancel_after: float) -> None:
         """Publish *event* as its ``mode`` says; record how the publish ended."""
         outcome = "pending"
@@ -329,6 +411,26 @@ class Composition(RuleBasedStateMachine):
         self.call(anyio.lowlevel.checkpoint)
 
     @rule(
+        cls=st.integers(0, len(ROUTED) - 1),
+        key=st.integers(0, 2),
+        fail=st.booleans(),
+        copies=st.integers(1, 4),
+    )
+    def publish_routed(self, cls: int, key: int, fail: bool, copies: int) -> None:
+        for copy in range(copies):  # a burst, from as many concurrent publishers
+            uid = next(self.uids)
+            event = (
+                RoutedKeyed(uid, (key + copy) % 3, fail) if cls == 0 else RoutedPlain(uid, fail)
+            )
+            self._spawn(self._publish_routed, event)
+        self.call(anyio.lowlevel.checkpoint)
+
+    @rule(cls=st.integers(0, len(ROUTED) - 1), pause=st.booleans())
+    def pause_or_resume_routed(self, cls: int, pause: bool) -> None:
+        klass = ROUTED[cls]
+        self.portal.call(_sync, lambda: (self.bus.pause if pause else self.bus.resume)(klass))
+
+    @rule(
         cls=st.integers(0, len(CLASSES) - 1),
         queue_size=st.integers(1, 3),
         concurrency=st.integers(1, 3),
@@ -360,16 +462,21 @@ class Composition(RuleBasedStateMachine):
         self.check_settled(after_shutdown=False)
 
     async def _settle(self) -> None:
-        for klass in CLASSES:
+        for klass in [*CLASSES, *ROUTED]:
             self.bus.resume(klass)  # drain() does not wait for paused types
         await self.bus.drain()
         await anyio.wait_all_tasks_blocked()
         await self.bus.drain()
+        stream = self.stream
+        while stream.pending or stream.in_flight:  # what is on the broker comes back
+            await anyio.wait_all_tasks_blocked()
+            await self.bus.drain()
 
     @rule()
     def shutdown_and_restart(self) -> None:
         self._stop()
         self.check_settled(after_shutdown=True)
+        self.rec.shutdowns += 1
         self._start()
 
     @invariant()
@@ -380,6 +487,8 @@ class Composition(RuleBasedStateMachine):
         problems = self.portal.call(_sync, check)
         assert not problems, problems
         assert not self.rec.violations, self.rec.violations
+        held = len(self.stream.pending) + self.stream.in_flight
+        assert held <= HUB_CAPACITY, f"the broker holds {held} > {HUB_CAPACITY}"
 
     # -- the checks at rest ----------------------------------------------------------
 
@@ -404,13 +513,32 @@ class Composition(RuleBasedStateMachine):
                 assert seen == 0, f"{event!r} {outcome}, yet handled"
                 assert not evicted, f"{event!r} {outcome}, yet evicted"
                 assert not cut_off, f"{event!r} {outcome}, yet cut off by shutdown"
+        self.check_routed(after_shutdown=after_shutdown)
         stats = self.bus.stats()
-        for got in stats.values():
+        for klass, got in stats.items():
+            if klass in ROUTED:  # counted per process: see check_routed
+                continue
             assert got.accepted == (
                 got.handled + got.queued + got.in_flight + got.evicted + got.abandoned
             ), got
             if after_shutdown:
                 assert (got.queued, got.in_flight) == (0, 0), got
+
+    def check_routed(self, *, after_shutdown: bool) -> None:
+        """Nothing accepted lost, at least once with its id, duplicates bounded."""
+        rec, stream = self.rec, self.stream
+        codec = self.broker.codec
+        on_broker = {codec.decode(data).event.uid for data in stream.pending}
+        if after_shutdown:
+            assert stream.in_flight == 0, "a fetched message was not settled at shutdown"
+        for uid, outcome in rec.routed_outcome.items():
+            seen = rec.routed_seen[uid]
+            assert seen <= 1 + rec.shutdowns, f"routed {uid} handled {seen} times"
+            if outcome == "accepted":
+                assert seen or uid in on_broker, f"accepted routed {uid} lost"
+            elif outcome != "pending":
+                assert not seen, f"routed {uid} {outcome}, yet handled"
+                assert uid not in on_broker, f"routed {uid} {outcome}, yet on the broker"
 
     def teardown(self) -> None:
         try:
