@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
+import threading
+import time
+import traceback
 from typing import Any
 
 import pytest
@@ -38,3 +43,39 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=20, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+#: how long the interpreter may take to exit once the session ended (s)
+_EXIT_WITHIN = 60.0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run on a thread a test left behind: a non-daemon thread that is still
+    running (a blocked plain handler, say) would otherwise keep the interpreter from
+    exiting after the summary, and CI would hang instead of failing."""
+    deadline = time.monotonic() + 5.0  # idle anyio worker threads stop on their own
+    while (left := _leftover_threads()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        frames = sys._current_frames()
+        report = [f"{len(left)} non-daemon thread(s) still running after the tests:"]
+        for thread in left:
+            frame = frames.get(thread.ident or -1)
+            stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
+            report.append(f"--- {thread.name}\n{stack}")
+        print("\n".join(report), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Whatever still holds the interpreter (a thread, an atexit hook): after
+    ``_EXIT_WITHIN`` seconds print every thread's stack and exit with status 1."""
+    faulthandler.dump_traceback_later(_EXIT_WITHIN, exit=True)
+
+
+def _leftover_threads() -> list[threading.Thread]:
+    return [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]

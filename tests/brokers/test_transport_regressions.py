@@ -480,13 +480,13 @@ async def test_drop_newest_and_timeout_hold_on_a_stalled_redis(tmp_path: Path) -
     with private_redis(tmp_path) as server:
         bus = Dispatcher(transport=RedisTransport(f"redis://127.0.0.1:{server.port}/0", group="g"))
         bus.configure(Job, overflow=Overflow.DROP_NEWEST)
-        outcomes: list[object] = []
+        outcomes: list[tuple[int, object]] = []
 
-        async def publish(n: int) -> None:
+        async def publish(n: int, timeout: float | None) -> None:
             try:
-                outcomes.append(await bus.publish(Job(n), timeout=0.3))
+                outcomes.append((n, await bus.publish(Job(n), timeout=timeout)))
             except Exception as exc:
-                outcomes.append(exc)
+                outcomes.append((n, exc))
 
         with anyio.fail_after(LIMIT):
             async with bus:
@@ -497,10 +497,41 @@ async def test_drop_newest_and_timeout_hold_on_a_stalled_redis(tmp_path: Path) -
                 try:
                     with anyio.fail_after(3):
                         async with anyio.create_task_group() as group:
-                            group.start_soon(publish, 1)  # its pipeline leaves, stalls
+                            group.start_soon(publish, 1, 0.3)  # its pipeline leaves, stalls
                             await anyio.sleep(0.05)
-                            group.start_soon(publish, 2)  # never leaves: dropped
+                            # its deadline passes behind the stalled pipeline: it never
+                            # leaves, so it is dropped (its deadline was once a tie with
+                            # the first one's retry, which made this test flaky)
+                            group.start_soon(publish, 2, 0.1)
                 finally:
                     os.kill(server.process.pid, signal.SIGCONT)
-    assert False in outcomes  # DROP_NEWEST applied to what never reached Redis
-    assert all(o is False or isinstance(o, PublishUnconfirmed) for o in outcomes), outcomes
+    assert dict(outcomes)[2] is False, outcomes  # DROP_NEWEST: it never reached Redis
+    assert isinstance(dict(outcomes)[1], PublishUnconfirmed), outcomes
+
+
+async def test_a_publish_behind_a_stalled_one_keeps_its_own_timeout(tmp_path: Path) -> None:
+    # a publish with timeout= waited for the stalled pipeline ahead of it, which had
+    # no deadline (up to the 15 s reconnect limit), instead of dropping at its own
+    with private_redis(tmp_path) as server:
+        bus = Dispatcher(transport=RedisTransport(f"redis://127.0.0.1:{server.port}/0", group="g"))
+        bus.configure(Job, overflow=Overflow.DROP_NEWEST)
+        first: list[bool] = []
+        with anyio.fail_after(LIMIT):
+            async with bus, anyio.create_task_group() as group:
+                await bus.publish(Job(0))
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)
+                await stopped(server.process.pid)
+                try:
+
+                    async def untimed() -> None:
+                        first.append(await bus.publish(Job(1)))
+
+                    group.start_soon(untimed)  # no deadline: retries while Redis stalls
+                    await anyio.sleep(0.05)
+                    started = anyio.current_time()
+                    assert await bus.publish(Job(2), timeout=0.2) is False
+                    assert anyio.current_time() - started < 1.0
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+        assert first == [True]  # the untimed one went through once Redis woke up

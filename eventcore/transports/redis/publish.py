@@ -125,16 +125,22 @@ class Publisher:
         if leader:
             with anyio.CancelScope(shield=True):  # the others wait for this pipeline
                 await asyncio.sleep(0)  # the other publishes of this tick join the batch
-                while self._flying is not None:  # one pipeline at a time: this one grows
-                    await self._flying.wait()
+                # one pipeline at a time (this one grows meanwhile), but not past the
+                # deadlines of all its publishes: a stalled pipeline ahead holds them
+                while self._flying is not None and not _overdue(batch):
+                    with anyio.move_on_after(remaining(_latest_deadline(batch))):
+                        await self._flying.wait()
                 if self._batch is batch:
                     self._batch = None
-                self._flying = batch.done
-                try:
-                    await self._publish(batch)
-                finally:
-                    if self._flying is batch.done:
-                        self._flying = None
+                if self._flying is not None:  # all overdue: none of them left
+                    self._refuse(batch)
+                else:
+                    self._flying = batch.done
+                    try:
+                        await self._publish(batch)
+                    finally:
+                        if self._flying is batch.done:
+                            self._flying = None
         else:
             try:
                 with anyio.fail_after(remaining(item.deadline)):
@@ -241,6 +247,13 @@ class Publisher:
         finally:
             batch.done.set()
 
+    def _refuse(self, batch: Batch) -> None:
+        """Answer every publish of *batch*, which never left, as refused."""
+        batch.results = [
+            None if item is None else self._failed(item, TimeoutError()) for item in batch.items
+        ]
+        batch.done.set()
+
     @staticmethod
     def _bound(batch: Batch, todo: list[int]) -> float | None:
         """How long one pipeline may take: until the latest deadline among *todo*, at
@@ -283,6 +296,20 @@ class Publisher:
             f"Redis at {redact(self.session.settings.url)} did not answer "
             f"({type(exc).__name__}) before its deadline",
         )
+
+
+def _latest_deadline(batch: Batch) -> float | None:
+    """The last deadline among *batch*'s publishes (None when one has none)."""
+    deadlines = [item.deadline for item in batch.items if item is not None]
+    if not deadlines or None in deadlines:
+        return None
+    return max(d for d in deadlines if d is not None)
+
+
+def _overdue(batch: Batch) -> bool:
+    """Whether the deadline of every publish in *batch* passed."""
+    latest = _latest_deadline(batch)
+    return latest is not None and latest <= anyio.current_time()
 
 
 async def _run(redis: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
