@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Coroutine, Hashable
+from collections.abc import Hashable
 from contextvars import copy_context
 from typing import Any, Protocol
 
@@ -47,41 +47,78 @@ _SEND_RETRY = 0.05
 
 
 class PublishMethod(Protocol):
-    """The type of :meth:`Publisher.publish`."""
+    """``Dispatcher.publish``: its signature and documentation."""
 
-    def __call__(
+    async def __call__(
         self,
         event: object,
         *,
-        timeout: float | None = ...,
-        principal: Hashable | None = ...,
-        session: Any = ...,
-    ) -> Coroutine[Any, Any, bool]:
-        """Queue *event* (see :meth:`Publisher.publish`)."""
+        timeout: float | None = None,
+        principal: Hashable | None = None,
+        session: Any = None,
+    ) -> bool:
+        """Queue *event* for every handler of its type and supertypes.
+
+        Returns as soon as the event is accepted, **without yielding to the event loop**
+        unless the queue is full; what happens then is the type's overflow policy.
+        Publishers that wait for room are served in arrival order, before later ones.
+        A publish that is cancelled (or times out) had no effect; one that took
+        effect returns normally.
+
+        :param timeout: under ``Overflow.BLOCK``, the longest wait for room
+        :param principal: who publishes, for the authorization policy (default:
+            the one set by :func:`acting_as`)
+        :param session: a database transaction: the event goes to the outbox instead
+        :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
+            a publish middleware
+        :raises QueueFull: the queue is full under ``Overflow.RAISE``
+        :raises PublishTimeout: no room appeared within *timeout* under ``BLOCK``
+        :raises Unauthorized: the policy does not let *principal* publish this type
+        :raises DispatcherClosed: the dispatcher is not running
+        :raises InvalidEvent: *event* is not an event, or its key function failed
+        :raises InvalidConfiguration: *timeout* is negative or not a number
+        """
         ...
 
 
 class PublishNowaitMethod(Protocol):
-    """The type of :meth:`Publisher.publish_nowait`."""
+    """``Dispatcher.publish_nowait``: its signature and documentation."""
 
-    def __call__(self, event: object, *, principal: Hashable | None = ...) -> bool:
-        """Queue *event* without waiting (see :meth:`Publisher.publish_nowait`)."""
+    def __call__(self, event: object, *, principal: Hashable | None = None) -> bool:
+        """Queue *event* without ever waiting (also callable from sync code on the loop's
+        thread; from other threads use :meth:`publish_threadsafe`).
+
+        :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
+            a publish middleware
+        :raises QueueFull: the queue is full under ``BLOCK`` or ``RAISE``
+        :raises RuntimeError: called from a thread other than the event loop's
+        """
         ...
 
 
 class PublishAndWaitMethod(Protocol):
-    """The type of :meth:`Publisher.publish_and_wait`."""
+    """``Dispatcher.publish_and_wait``: its signature and documentation."""
 
-    def __call__(
+    async def __call__(
         self,
         event: E,
         *,
-        timeout: float | None = ...,
-        principal: Hashable | None = ...,
-        raise_errors: bool = ...,
-    ) -> Coroutine[Any, Any, Outcome[E]]:
-        """Publish *event* and wait for its handlers (see
-        :meth:`Publisher.publish_and_wait`)."""
+        timeout: float | None = None,
+        principal: Hashable | None = None,
+        raise_errors: bool = False,
+    ) -> Outcome[E]:
+        """Publish *event* and wait until every matching handler has run.
+
+        Cancelling it while it waits for the outcome leaves the accepted event to be
+        handled (as cancelling ``await`` on a future leaves the work running).
+
+        :param timeout: under ``Overflow.BLOCK``, the longest wait for room (the
+            handling itself is not timed)
+        :param raise_errors: raise an ``ExceptionGroup`` of the handlers' exceptions
+            instead of returning them in the outcome
+        :return: the outcome: each handler's return value or exception, or the
+            reason the event was dropped
+        """
         ...
 
 
@@ -114,27 +151,7 @@ class Publisher:
         principal: Hashable | _Unset | None = UNSET,
         session: Any = None,
     ) -> bool:
-        """Queue *event* for every handler of its type and supertypes.
-
-        Returns as soon as the event is accepted, **without yielding to the event loop**
-        unless the queue is full; what happens then is the type's overflow policy.
-        Publishers that wait for room are served in arrival order, before later ones.
-        A publish that is cancelled (or times out) had no effect; one that took
-        effect returns normally.
-
-        :param timeout: under ``Overflow.BLOCK``, the longest wait for room
-        :param principal: who publishes, for the authorization policy (default:
-            the one set by :func:`acting_as`)
-        :param session: a database transaction: the event goes to the outbox instead
-        :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
-            a publish middleware
-        :raises QueueFull: the queue is full under ``Overflow.RAISE``
-        :raises PublishTimeout: no room appeared within *timeout* under ``BLOCK``
-        :raises Unauthorized: the policy does not let *principal* publish this type
-        :raises DispatcherClosed: the dispatcher is not running
-        :raises InvalidEvent: *event* is not an event, or its key function failed
-        :raises InvalidConfiguration: *timeout* is negative or not a number
-        """
+        """Queue *event*: see :class:`PublishMethod`."""
         if timeout is not None:
             check_timeout("timeout", timeout)
         if session is not None:
@@ -164,14 +181,7 @@ class Publisher:
     def publish_nowait(
         self, event: object, *, principal: Hashable | _Unset | None = UNSET
     ) -> bool:
-        """Queue *event* without ever waiting (also callable from sync code on the loop's
-        thread; from other threads use :meth:`publish_threadsafe`).
-
-        :return: True when accepted; False when refused under ``DROP_NEWEST`` or by
-            a publish middleware
-        :raises QueueFull: the queue is full under ``BLOCK`` or ``RAISE``
-        :raises RuntimeError: called from a thread other than the event loop's
-        """
+        """Queue *event* without waiting: see :class:`PublishNowaitMethod`."""
         loop_thread = self._run.loop_thread
         if loop_thread is not None and threading.get_ident() != loop_thread:
             raise RuntimeError(
@@ -203,18 +213,7 @@ class Publisher:
         principal: Hashable | _Unset | None = UNSET,
         raise_errors: bool = False,
     ) -> Outcome[E]:
-        """Publish *event* and wait until every matching handler has run.
-
-        Cancelling it while it waits for the outcome leaves the accepted event to be
-        handled (as cancelling ``await`` on a future leaves the work running).
-
-        :param timeout: under ``Overflow.BLOCK``, the longest wait for room (the
-            handling itself is not timed)
-        :param raise_errors: raise an ``ExceptionGroup`` of the handlers' exceptions
-            instead of returning them in the outcome
-        :return: the outcome: each handler's return value or exception, or the
-            reason the event was dropped
-        """
+        """Publish *event* and wait: see :class:`PublishAndWaitMethod`."""
         if timeout is not None:
             check_timeout("timeout", timeout)
         pool = self._run.pool
