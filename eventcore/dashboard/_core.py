@@ -11,6 +11,7 @@ runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import secrets
@@ -92,6 +93,9 @@ class Dashboard:
     :param dead_letters: how many recent dead letters are kept
     :param allowed_origins: origins allowed to POST actions besides the page's own
         (``"https://ops.example.com"``), e.g. behind a proxy that rewrites Host
+    :param services: more figures to show beside the types, read at each sample:
+        a name -> a callable returning a dataclass or a mapping of figures, e.g.
+        ``{"outbox relay": relay.stats, "inbox": inbox.stats}``
     """
 
     def __init__(
@@ -109,9 +113,17 @@ class Dashboard:
         max_stream: float = 60.0,
         dead_letters: int = 100,
         allowed_origins: tuple[str, ...] = (),
+        services: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
         if not isinstance(bus, Dispatcher):
             raise TypeError(f"Dashboard() takes a Dispatcher, got {bus!r}")
+        services = dict(services or {})
+        for name, read in services.items():
+            if not isinstance(name, str) or not callable(read):
+                raise TypeError(
+                    "services= maps names to callables that return figures "
+                    f"(e.g. relay.stats), got {name!r}: {read!r}"
+                )
         if interval <= 0 or history < interval or max_viewers < 1 or heartbeat <= 0:
             raise ValueError(
                 "Dashboard needs interval > 0, history >= interval, max_viewers >= 1 and "
@@ -129,6 +141,7 @@ class Dashboard:
         self.linger = linger
         self.max_stream = max_stream
         self.allowed_origins = tuple(allowed_origins)
+        self.services = services
         #: the token every action must carry (sent to authorized viewers only)
         self.csrf_token = secrets.token_urlsafe(32)
         self.samples: deque[dict[str, Any]] = deque(maxlen=max(1, math.ceil(history / interval)))
@@ -320,6 +333,7 @@ class Dashboard:
             "types": types,
             "dead_letters": len(self.letters),
             "viewers": self.viewers,
+            "services": {name: _service_figures(read) for name, read in self.services.items()},
         }
         self.samples.append(sample)
         return sample
@@ -440,3 +454,28 @@ def _quantiles(durations: Any) -> dict[str, float | None]:
         name: round(ordered[min(last, math.ceil(q * len(ordered)) - 1)] * 1000, 3)
         for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
     }
+
+
+def _service_figures(read: Callable[[], object]) -> dict[str, Any]:
+    """The figures *read* returns (a dataclass or a mapping), as JSON-ready values;
+    ``{"error": ...}`` when it raised or returned something else."""
+    try:
+        figures = read()
+    except Exception as exc:  # a service's figures must not stop the sampler
+        return {"error": type(exc).__name__}
+    if dataclasses.is_dataclass(figures) and not isinstance(figures, type):
+        items = {f.name: getattr(figures, f.name) for f in dataclasses.fields(figures)}
+    elif isinstance(figures, Mapping):
+        items = dict(figures)
+    else:
+        return {"error": f"not figures: {type(figures).__name__}"}
+    return {str(key): _json_figure(value) for key, value in items.items()}
+
+
+def _json_figure(value: object) -> object:
+    """*value* as JSON takes it: numbers and text as they are, other things as text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return round(value, 3) if math.isfinite(value) else None
+    return str(value)

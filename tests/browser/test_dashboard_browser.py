@@ -159,7 +159,10 @@ async def number(page: Any, selector: str) -> int:
 
 async def test_the_page_goes_live_counts_and_pauses_round_trip(browser: Any) -> None:
     bus, feed = flowing_bus()
-    dashboard = Dashboard(bus, allow_actions=True, interval=0.2)
+    backlog = {"backlog": 3, "leader": True}  # what a relay's stats() gives, say
+    dashboard = Dashboard(
+        bus, allow_actions=True, interval=0.2, services={"outbox relay": lambda: backlog}
+    )
     async with site(bus, dashboard, feed) as s:
         page = await browser.new_page()
         errors: list[str] = []
@@ -168,6 +171,16 @@ async def test_the_page_goes_live_counts_and_pauses_round_trip(browser: Any) -> 
         await page.goto(s.base + "/ops/dashboard")  # redirected to .../dashboard/
         assert page.url == s.base + "/ops/dashboard/"
         await page.wait_for_selector('#status[data-state="live"]', timeout=WAIT_MS)
+        figure = 'tr[data-service="outbox relay"] [data-figure="backlog"]'
+        await page.wait_for_selector(figure, timeout=WAIT_MS)
+        assert await page.locator(figure).inner_text() == "backlog 3"
+        assert await page.locator("#services").is_visible()
+        backlog["backlog"] = 0  # the next sample shows the change
+        await page.wait_for_function(
+            "(sel) => document.querySelector(sel).textContent === 'backlog 0'",
+            arg=figure,
+            timeout=WAIT_MS,
+        )
         row = f'tr[data-type="{flow_id()}"]'
         await page.wait_for_selector(row, timeout=WAIT_MS)
         first = await number(page, f"{row} td.handled")

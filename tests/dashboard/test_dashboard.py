@@ -426,6 +426,46 @@ async def test_a_routed_type_shows_its_broker_figures() -> None:
         assert row["broker"] == {"pending": 0, "redelivered": 2}
 
 
+async def test_services_figures_are_sampled_and_sent() -> None:
+    # an outbox relay's backlog beside the types (issue 22: "the relay and the inbox
+    # report their backlog in stats(), Prometheus and the dashboard")
+    from eventcore.outbox import InboxStats, RelayStats
+
+    relay = RelayStats(
+        backlog=3, oldest_age=0.25, sent=7, dead_lettered=0, retried=1, errors=0,
+        leader=True, connected=True,
+    )  # fmt: skip
+
+    def broken() -> object:
+        raise RuntimeError("database gone")
+
+    bus, _ = make_bus()
+    dashboard = Dashboard(
+        bus,
+        services={
+            "outbox relay": lambda: relay,
+            "inbox": lambda: InboxStats(handled=5, duplicates=2, failed=0, expired=0),
+            "queue": lambda: {"depth": 4, "ratio": float("nan"), "since": object()},
+            "broken": broken,
+            "wrong": lambda: 42,
+        },
+    )
+    async with bus, dashboard, client_for(dashboard) as http:
+        services = dashboard.take_sample()["services"]
+        assert services["outbox relay"] == {
+            "backlog": 3, "oldest_age": 0.25, "sent": 7, "dead_lettered": 0, "retried": 1,
+            "errors": 0, "leader": True, "connected": True,
+        }  # fmt: skip
+        assert services["inbox"]["duplicates"] == 2
+        assert services["queue"]["depth"] == 4
+        assert services["queue"]["ratio"] is None  # JSON has no NaN
+        assert isinstance(services["queue"]["since"], str)
+        assert services["broken"] == {"error": "RuntimeError"}  # the sampler goes on
+        assert services["wrong"] == {"error": "not figures: int"}
+        snapshot = (await http.get("/snapshot.json")).json()
+        assert snapshot["sample"]["services"]["outbox relay"]["backlog"] == 3
+
+
 async def test_relative_urls_and_the_mount_point_redirect() -> None:
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -470,6 +510,8 @@ def test_bad_settings_are_refused() -> None:
         Dashboard(bus, interval=0)
     with pytest.raises(TypeError, match="auth"):
         Dashboard(bus, auth="ops:secret")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="services="):
+        Dashboard(bus, services={"relay": 3})  # type: ignore[dict-item]
 
 
 def test_the_dashboard_package_exports_documented_names() -> None:

@@ -166,6 +166,27 @@ function renderTypes() {
   body.replaceChildren(...rows);
 }
 
+// Figures of the services the app passed (Dashboard(services=...)): an outbox
+// relay's backlog, an inbox's duplicates. The section shows only when there are some.
+function renderServices() {
+  const sample = history[history.length - 1];
+  const services = (sample && sample.services) || {};
+  const names = Object.keys(services).sort();
+  document.getElementById("services").hidden = names.length === 0;
+  const rows = names.map((name) => {
+    const tr = el("tr", { "data-service": name });
+    tr.appendChild(el("td", { class: "name" }, name));
+    const figures = el("td", { class: "figures" });
+    for (const [key, value] of Object.entries(services[name])) {
+      figures.appendChild(el("span", { class: "figure", "data-figure": key },
+        `${key.replace(/_/g, " ")} ${Number.isInteger(value) ? value : fmt(value, 2)}`));
+    }
+    tr.appendChild(figures);
+    return tr;
+  });
+  document.querySelector("#service-figures tbody").replaceChildren(...rows);
+}
+
 const FAILURES = ["handler_failed", "delivery_limit", "undecodable"];
 let letterGroups = [];
 let chosen = null;  // the group the list is filtered to: {type, reason}, or null
@@ -242,6 +263,7 @@ function render() {
   }
   renderTotals();
   renderTypes();
+  renderServices();
 }
 
 function setStatus(state, text) {
