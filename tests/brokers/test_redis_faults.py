@@ -153,7 +153,8 @@ class Publisher:
         self.ok: list[str] = []
         self.indeterminate: list[str] = []
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.run()))
+        # a daemon: one that cannot stop fails stop() below, not the interpreter's exit
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.run()), daemon=True)
         self.thread.start()
 
     async def run(self) -> None:
@@ -174,6 +175,7 @@ class Publisher:
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=LIMIT)
+        assert not self.thread.is_alive(), f"the publisher did not stop within {LIMIT} s"
 
 
 def check_run(publisher: Publisher, worker: Worker, in_flight: set[str]) -> None:
