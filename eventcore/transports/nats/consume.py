@@ -10,8 +10,9 @@ has at most one pull request open (``$JS.API.CONSUMER.MSG.NEXT``, ``batch`` and
 published, so a steady flow needs no new request per message. A fetch returns
 what the buffers hold (at most *room*); it asks only for what the room leaves
 once the buffers and the open requests are counted, so this process never holds
-more than its local queue has room for. A keyed partition's consumer allows one message in flight
-(``max_ack_pending=1``): its request may ask for many, but reserves one place.
+more than its local queue has room for. A keyed partition's consumer allows one
+message in flight (``max_ack_pending=1``): its request may ask for many, but
+reserves one place.
 
 An inbox is unsubscribed only once nothing of its requests can be on its way
 (:meth:`Consumer.stop`): JetStream checks a request's interest when it picks a
