@@ -9,6 +9,7 @@ wait out ``fetch_wait`` or ``ack_wait`` is made to wait far longer than the boun
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,7 @@ from eventcore import (
     PublishTimeout,
     PublishUnconfirmed,
     QueueFull,
+    Verdict,
 )
 from eventcore.transports.nats import NatsTransport
 from eventcore.transports.redis import RedisTransport
@@ -125,6 +127,135 @@ async def test_what_one_process_leaves_at_shutdown_goes_to_the_next_at_once(
     with anyio.fail_after(LIMIT):
         async with last:
             await until(lambda: set(handled) == set(range(60)))
+
+
+class _FakeJetStream:
+    """Just enough of a NATS client and a JetStream server for :class:`Consumer`, with
+    the server's ways made explicit: a message picked for a pull request waits in
+    the server's queue (``outq``) and is sent later, to the subscription of that
+    moment (none: it went nowhere, yet counts as delivered and waits ``ack_wait``);
+    a request that expires sends a ``408`` (``silently=True``: a busy server drops
+    it without one); a malformed request is refused at once (``400``), after what
+    the queue holds."""
+
+    def __init__(self) -> None:
+        self.subs: dict[str, Any] = {}  # inbox subject -> callback
+        self.requests: list[str] = []  # reply subjects of the open requests
+        self.outq: list[tuple[str, Any]] = []  # (reply subject, message) not yet sent
+        self.lost: list[str] = []  # delivered messages that reached no subscription
+        self.inboxes = self.picked = 0
+
+    def new_inbox(self) -> str:
+        self.inboxes += 1
+        return f"_INBOX.{self.inboxes}"
+
+    async def subscribe(self, subject: str, cb: Any) -> Any:
+        self.subs[subject] = cb
+        server = self
+
+        class Sub:
+            async def drain(self) -> None:  # the server drops the interest
+                server.subs.pop(subject, None)
+
+        return Sub()
+
+    async def flush(self, timeout: float = 10) -> None:
+        pass  # every request reached the server (its queue is not flushed by this)
+
+    async def publish(self, subject: str, payload: bytes = b"", reply: str = "") -> None:
+        if not subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+            return
+        if isinstance(json.loads(payload).get("batch"), int):
+            self.requests.append(reply)
+        else:
+            self.outq.append((reply, self._status("400")))
+            await self.send()
+
+    def pick(self) -> None:
+        """The server picks a message for each open request (it waits in the queue)."""
+        from nats.aio.msg import Msg
+
+        for reply in self.requests:
+            self.picked += 1
+            ack = f"$JS.ACK.stream.service.1.{self.picked}.{self.picked}.0.0"
+            self.outq.append((reply, Msg(None, "p.service.job.0", ack, b"{}", None)))  # type: ignore[arg-type]
+
+    def expire(self, *, silently: bool = False) -> None:
+        """The open requests expire (with a 408 after what was picked for them)."""
+        requests, self.requests = self.requests, []
+        if not silently:
+            self.outq.extend((reply, self._status("408")) for reply in requests)
+
+    async def send(self) -> None:
+        """The server's queue goes out, to the subscriptions of now."""
+        outq, self.outq = self.outq, []
+        for reply, msg in outq:
+            callback = self.subs.get(reply.rsplit(".", 1)[0] + ".*")
+            if callback is not None:
+                await callback(msg)
+            elif msg.reply:
+                self.lost.append(msg.reply)
+
+    @staticmethod
+    def _status(code: str) -> Any:
+        from nats.aio.msg import Msg
+
+        return Msg(None, "", "", b"", {"Status": code})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("silently", [False, True], ids=["408", "no-408"])
+async def test_a_closing_nats_consumer_loses_nothing_on_its_way_to_it(silently: bool) -> None:
+    # the flaky half of the test above, made deterministic: the inbox was unsubscribed
+    # while a pull request was open, and a message the server had picked for it was
+    # sent after the unsubscribe, to nobody: neither handled nor given back, it
+    # waited ack_wait (60 s there). Waiting for the 408 is not enough: a busy server
+    # sends it late, or drops an expired request without one.
+    from eventcore.transports._kit import Ledger
+    from eventcore.transports.nats.consume import Consumer
+    from eventcore.transports.nats.layout import Route
+
+    route = Route(Job, "tests.regressions.job", "p", None, 1)
+    route.consumers_ready = True
+
+    class Layout:
+        def known(self, event_type: type) -> Route:
+            return route
+
+        async def for_consume(self, event_type: type) -> Route:
+            return route
+
+    server = _FakeJetStream()
+    ledger: Ledger[Any] = Ledger()
+    settings = NatsTransport(group="service", fetch_wait=0.2).settings
+    consumer = Consumer(settings, server, Layout(), ledger, None, None)  # type: ignore[arg-type]
+    with anyio.fail_after(LIMIT):
+        async with anyio.create_task_group() as pump:
+            pump.start_soon(consumer.fetch, Job, 10)
+            await until(lambda: server.requests)  # a pull request is open
+            server.pick()  # a message is on its way to it
+            pump.cancel_scope.cancel()  # shutdown: the pump stops
+        async with anyio.create_task_group() as closing:
+            closing.start_soon(consumer.stop)
+            await anyio.sleep(0.05)
+            server.expire(silently=silently)
+            if not silently:
+                await server.send()  # the message, then the 408
+        await server.send()  # what the server sends late
+    assert server.lost == []
+    assert [s.verdict for s in ledger.take()] == [Verdict.SHUTDOWN]  # given back
+
+
+async def test_closing_nats_waits_for_open_pull_requests_at_most_a_second(make: Any) -> None:
+    # closing waits until the open pull requests ended: a request lasts at most 1 s,
+    # whatever fetch_wait (30 s here), or closing would take that long
+    bus = Dispatcher(transport=make(fetch_wait=30.0))
+    bus.configure(Job, key=lambda job: job.account)
+    bus.subscribe(Job, lambda job: None)
+    with anyio.fail_after(LIMIT):
+        async with bus:
+            await anyio.sleep(0.2)  # the pulls are open
+            leaving = anyio.current_time()
+    assert anyio.current_time() - leaving < 1.0 + 0.2 + 1.0  # MAX_EXPIRES, _GRACE, slack
 
 
 # -- 6: errors by broker ---------------------------------------------------------------

@@ -6,12 +6,26 @@ that nobody reads.
 Per durable consumer (one, or one per partition of a keyed type) a :class:`Pull`
 has at most one pull request open (``$JS.API.CONSUMER.MSG.NEXT``, ``batch`` and
 ``expires``), answered on its own inbox. A request stays open up to
-``fetch_wait`` and delivers messages as they are published, so a steady flow
-needs no new request per message. A fetch returns what the buffers hold (at most
-*room*); it asks only for what the room leaves once the buffers and the open
-requests are counted, so this process never holds more than its local queue has
-room for. A keyed partition's consumer allows one message in flight
-(``max_ack_pending=1``): its request may ask for many, but reserves one place.
+``fetch_wait`` (at most :data:`MAX_EXPIRES`) and delivers messages as they are
+published, so a steady flow needs no new request per message. A fetch returns
+what the buffers hold (at most *room*); it asks only for what the room leaves
+once the buffers and the open requests are counted, so this process never holds
+more than its local queue has room for. A keyed partition's consumer allows one
+message in flight (``max_ack_pending=1``): its request may ask for many, but
+reserves one place.
+
+An inbox is unsubscribed only once nothing of its requests can be on its way
+(:meth:`Consumer.stop`): JetStream checks a request's interest when it picks a
+message for it, then sends the message; a message picked before the unsubscribe
+reached the server and sent after it goes nowhere, yet counts as delivered, so
+it waited ``ack_wait`` (and blocked a keyed partition meanwhile). A request ends
+with a status (``408`` at ``expires``...), sent after its messages, or when its
+batch was delivered. A busy or lagging server may send its ``408`` late, or
+never (an expired request is then dropped silently): so once the request has
+expired on the server (a flush, then ``expires``), a *barrier* is sent, a pull
+request the server refuses at once (``400``): it goes out after everything the
+consumer picked before, so once its refusal is here, nothing else is on its way.
+Closing waits at most :data:`MAX_EXPIRES` and two round trips.
 """
 
 from __future__ import annotations
@@ -42,16 +56,35 @@ if TYPE_CHECKING:
 
 #: the most messages one pull request asks for
 MAX_BATCH = 256
+#: the longest one pull request stays open (s): closing waits for the open ones
+MAX_EXPIRES = 1.0
 #: how long past its ``expires`` a request is taken for lost (its 408 never came)
 _GRACE = 0.2
-#: status codes that end a pull request (no messages, expired, conflicts)
-_ENDS = {"404", "408", "409"}
+#: status codes that end a pull request (no messages, expired, conflicts, refused)
+_ENDS = {"400", "404", "408", "409"}
+#: a pull request JetStream refuses at once (``batch`` is not a number): a barrier
+_BARRIER = b'{"batch": "barrier"}'
+#: what a barrier "asks": more than any request could still bring
+_UNCOUNTED = 1 << 30
+#: the server's clock may run ahead of ours by this much over one request (s)
+_SKEW = 0.01
 
 
 class Pull:
     """One durable consumer's pull requests and the messages they brought."""
 
-    __slots__ = ("asked", "durable", "error", "inbox", "keyed", "sub", "token", "until")
+    __slots__ = (
+        "asked",
+        "durable",
+        "error",
+        "expires",
+        "inbox",
+        "keyed",
+        "sub",
+        "token",
+        "unsure",
+        "until",
+    )
 
     def __init__(self, durable: str, inbox: str, keyed: bool) -> None:
         self.durable = durable
@@ -62,13 +95,21 @@ class Pull:
         #: the open request's token and when it is taken for lost (monotonic)
         self.token = ""
         self.until = 0.0
+        #: the open request's ``expires`` (s)
+        self.expires = 0.0
+        #: a request taken for lost was replaced: it may still deliver, late
+        self.unsure = False
         #: why the consumer refused a request (it was deleted...), once
         self.error: str | None = None
         self.sub: Subscription | None = None
 
+    def open(self) -> bool:
+        """Whether a request may still deliver (not ended, not taken for lost)."""
+        return self.asked > 0 and time.monotonic() <= self.until
+
     def reserved(self) -> int:
         """Places of the room the open request may still fill here."""
-        if self.asked <= 0 or time.monotonic() > self.until:
+        if not self.open():
             return 0
         return 1 if self.keyed else self.asked
 
@@ -124,7 +165,7 @@ class Consumer:
             return pulls
         route = await self.layout.for_consume(event_type)
         if pulls is not None:
-            await self._unsubscribe(pulls)
+            await self._retire(pulls)
         fresh = Pulls(route, [])
         for durable, _ in route.consumers(self.settings.group):
             pull = Pull(durable, self.nc.new_inbox(), route.key is not None)
@@ -171,19 +212,22 @@ class Consumer:
         """Open pull requests for what *room* leaves (see the module doc)."""
         budget = room - len(pulls.buffer) - sum(p.reserved() for p in pulls.pulls)
         count, route = len(pulls.pulls), pulls.route
-        expires = self.settings.fetch_wait
+        expires = min(self.settings.fetch_wait, MAX_EXPIRES)
         for i in range(count):
             if budget <= 0:
                 return
             pull = pulls.pulls[(pulls.next + i) % count]
             if pull.reserved():
                 continue
+            if pull.asked > 0:  # its end never came: a busy server may still send
+                pull.unsure = True
             batch = (
                 MAX_BATCH if pull.keyed else min(budget, MAX_BATCH, self.settings.max_ack_pending)
             )
             pull.token = str(next(self._tokens))
             pull.asked = batch
             pull.until = time.monotonic() + expires + _GRACE
+            pull.expires = expires
             budget -= 1 if pull.keyed else batch
             route.requests_until = max(route.requests_until, pull.until)
             request = json.dumps({"batch": batch, "expires": int(expires * 1e9)}).encode()
@@ -220,8 +264,8 @@ class Consumer:
         pulls.route.pending_of[msg.subject] = pending
         if pulls.orphaned:
             receipt.settle(Verdict.SHUTDOWN)
-            return
-        pulls.buffer.append(receipt)
+        else:
+            pulls.buffer.append(receipt)
         pulls.arrived.set()
 
     def _receive(self, pulls: Pulls, room: int) -> list[tuple[Any, NatsReceipt]]:
@@ -265,13 +309,64 @@ class Consumer:
         return out
 
     async def stop(self) -> None:
-        """Stop asking: drain every pull's subscription (the messages the server sent
-        before it heard of it are given back, as the buffered ones)."""
+        """Stop asking: give back what is buffered and what still arrives, wait until
+        the open requests ended, then drain every pull's subscription (see the
+        module doc)."""
         for pulls in self._types.values():
             pulls.give_back()
         for pulls in self._types.values():
-            await self._unsubscribe(pulls)
+            await self._retire(pulls)
         self._types.clear()
+
+    async def _retire(self, pulls: Pulls) -> None:
+        """Nobody fetches *pulls* any more: give back what they hold and what their
+        requests still bring, then unsubscribe once nothing of theirs can be on its
+        way (an unsubscribe before loses what is: see the module doc)."""
+        pulls.give_back()
+        live = [p for p in pulls.pulls if p.sub is not None and (p.asked > 0 or p.unsure)]
+        if live:
+            try:  # every request sent reached the server: they expire there before...
+                await self.nc.flush(self.settings.setup_timeout)  # type: ignore[arg-type]
+            except Exception:  # the connection is gone: nothing more comes
+                live = []
+            now = time.monotonic()
+            for pull in live:
+                pull.until = now + pull.expires + _SKEW  # ...this, on our clock
+            await self._until_ended(pulls, live)
+            doubtful = [p for p in live if p.asked > 0 or p.unsure]
+            for pull in doubtful:  # its end never came (yet): a barrier
+                pull.token = str(next(self._tokens))
+                # only its refusal ends it (late messages of the old request count down)
+                pull.asked, pull.unsure = _UNCOUNTED, False
+                pull.until = time.monotonic() + self.settings.setup_timeout
+                try:
+                    await self.nc.publish(
+                        f"$JS.API.CONSUMER.MSG.NEXT.{pulls.route.stream(self.settings.group)}"
+                        f".{pull.durable}",
+                        _BARRIER,
+                        reply=f"{pull.inbox}.{pull.token}",
+                    )
+                except Exception:  # the connection is gone: nothing more comes
+                    pull.asked = 0
+            await self._until_ended(pulls, doubtful)
+        # no request of this process is open: a nak from now on needs no delay
+        pulls.route.requests_until = min(pulls.route.requests_until, time.monotonic())
+        await self._unsubscribe(pulls)
+
+    @staticmethod
+    async def _until_ended(pulls: Pulls, which: list[Pull]) -> None:
+        """Wait until the requests of *which* ended, or their ``until`` passed."""
+        while True:
+            ends = [p.until for p in which if p.open()]
+            if not ends:
+                return
+            pulls.arrived.clear()
+            try:
+                await asyncio.wait_for(
+                    pulls.arrived.wait(), max(min(ends) - time.monotonic(), 0.001)
+                )
+            except asyncio.TimeoutError:
+                pass
 
     async def _unsubscribe(self, pulls: Pulls) -> None:
         for pull in pulls.pulls:

@@ -4,7 +4,8 @@ ack logic of the NATS transport, all of it here).
 handled -> ``+ACK``; failed after the local retries -> dead letter, ``+ACK`` (or
 ``-NAK`` if the dead-letter stream refused it); shutdown -> ``-NAK`` (another
 process takes it once this process's open pull requests ended, at most
-``fetch_wait`` later); rejected (undecodable, unknown, delivered too often)
+``fetch_wait`` later, or at once from a closing transport, which waited for
+them); rejected (undecodable, unknown, delivered too often)
 -> dead letter, ``+TERM``. Held messages get ``+WPI`` (in progress) from the
 keep-alive. Acks are plain publishes to the message's ack subject, a batch of
 them per settler round; dead letters are JetStream writes with their

@@ -96,7 +96,9 @@ class NatsTransport:
     :param publish_timeout: seconds to wait for JetStream's acknowledgement
     :param connect_timeout: seconds the first connection, and the set-up of streams
         and consumers (waiting for a new stream's leader), may take
-    :param fetch_wait: seconds one pull request stays open
+    :param fetch_wait: seconds one pull request stays open (at most 1 s: closing
+        waits until the open requests ended, as a message on its way to a request
+        whose subscription is gone would wait ``ack_wait``)
     :param storage: ``"file"`` or ``"memory"`` for new streams
     :param replicas: replicas of new streams and consumers (clustered JetStream)
     :param format: ``"json"`` or ``"msgpack"`` on the wire
@@ -288,7 +290,8 @@ class NatsTransport:
                 ) from None
 
     async def close(self) -> None:
-        """Give back what was fetched and not handed over, send every pending ack /
+        """Give back what was fetched and not handed over, and what the open pull
+        requests still bring (waiting until they ended), send every pending ack /
         nak, make sure the server has them, and close."""
         session = self._session
         if session is None:
