@@ -309,9 +309,10 @@ class NatsTransport:
         nc = session.nc
         try:
             await session.publisher.stop()
-            await session.consumer.stop()
-            # no request of this process is open: the held give-backs go, plain naks
-            session.settling.release()
+            try:
+                await session.consumer.stop()
+            finally:  # no request of this process is open: the held give-backs go
+                session.settling.release()
             for key, _ in session.ledger.unsettled():  # never handed over: back now
                 session.ledger.settle(key, Verdict.SHUTDOWN)
             await session.settler.drain(self.publish_timeout * 2)
