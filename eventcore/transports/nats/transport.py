@@ -63,12 +63,20 @@ class _Session:
         self.ledger: Ledger[NatsReceipt] = Ledger()
         self.publisher = Publisher(s, nc, self.codec)
         self.consumer = Consumer(s, nc, self.layout, self.ledger, self.codec, bus)
-        settling = Settling(nc, s.group, self.ledger, self.layout, self.publisher)
+        #: open() ended: from then on, the dispatcher not running means shutdown
+        self.opened = False
+        self.settling = settling = Settling(
+            nc, s.group, self.ledger, self.layout, self.publisher, self._closing
+        )
         self.settler = Settler(self.ledger, settling.apply, logger=logger)
         self.keep_alive = KeepAlive(
             self.ledger, settling.refresh, every=s.ack_wait / 4, logger=logger
         )
         self.crew = Crew(f"eventcore-nats-{s.group}", logger)
+
+    def _closing(self) -> bool:
+        """Whether the dispatcher shuts down (its give-backs are held: see :mod:`.settle`)."""
+        return self.opened and not self.bus.running
 
 
 class NatsTransport:
@@ -213,6 +221,7 @@ class NatsTransport:
                 task_group=task_group,
             )
             await self._prepare(session, bus)
+            session.opened = True
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.close()  # a failed open leaves nothing behind
@@ -291,15 +300,19 @@ class NatsTransport:
 
     async def close(self) -> None:
         """Give back what was fetched and not handed over, and what the open pull
-        requests still bring (waiting until they ended), send every pending ack /
-        nak, make sure the server has them, and close."""
+        requests still bring: once they all ended (the give-backs of the shutdown
+        were held until then: see :mod:`.settle`), send every pending ack / nak,
+        make sure the server has them, and close."""
         session = self._session
         if session is None:
             return
         nc = session.nc
         try:
             await session.publisher.stop()
-            await session.consumer.stop()
+            try:
+                await session.consumer.stop()
+            finally:  # no request of this process is open: the held give-backs go
+                session.settling.release()
             for key, _ in session.ledger.unsettled():  # never handed over: back now
                 session.ledger.settle(key, Verdict.SHUTDOWN)
             await session.settler.drain(self.publish_timeout * 2)
