@@ -33,6 +33,9 @@ from ._history import check
 from .rabbit_support import PrivateRabbit
 from .rabbit_worker import Entry, Job, service
 
+#: under pytest-xdist the module's tests share one worker, so one private node boots
+pytestmark = pytest.mark.xdist_group("rabbitmq-private-node")
+
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 60.0
 #: what one consumer may hold unacknowledged: its prefetch (the queue size, 16),
