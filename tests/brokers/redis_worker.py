@@ -3,8 +3,8 @@
 It consumes ``fault.jobs`` events from the given Redis and appends one line per
 handled event to ``--out`` (``handled <n>``, flushed at once, so a SIGKILL loses
 nothing written), after a first line ``consumer <name>`` and, once it consumes,
-``ready``. With ``--crash-on N``
-it dies (``os._exit``) when it gets event N: a poison message.
+``ready``. With ``--crash-on N`` it dies (``os._exit``) when it gets event N: a
+poison message.
 """
 
 from __future__ import annotations
