@@ -53,7 +53,7 @@ typecheck: $(STAMP)
 # The suite mostly waits (broker round trips, private servers starting, sleeps), so it
 # runs on PYTEST_WORKERS pytest-xdist workers; tests marked `xdist_group` share one
 # worker (`--dist loadgroup`). `make pytest PYTEST_WORKERS=0` runs it in one process.
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
