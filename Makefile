@@ -50,8 +50,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite mostly waits (broker round trips, private servers starting, sleeps), so it
+# runs on PYTEST_WORKERS pytest-xdist workers; tests marked `xdist_group` share one
+# worker (`--dist loadgroup`). `make pytest PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 3
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Instructions per event of fixed workloads under callgrind, against the budgets in
 # bench/perf-budgets.json (fails > 5 % over; skips with a message without valgrind).

@@ -128,8 +128,9 @@ async def _load(port: int, seconds: float) -> tuple[int, int]:
     import httpx
 
     accepted = refused = 0
-    deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        # from here: making the client (its TLS context) took seconds on a busy machine
+        deadline = time.monotonic() + seconds
 
         async def client_loop() -> None:
             nonlocal accepted, refused
@@ -142,6 +143,19 @@ async def _load(port: int, seconds: float) -> tuple[int, int]:
 
         await asyncio.gather(*(client_loop() for _ in range(32)))
     return accepted, refused
+
+
+def _wait_for_workers(
+    reports: list[Path], workers: list[subprocess.Popen[bytes]], limit: float = 60.0
+) -> None:
+    """Wait until every worker wrote its first report (it consumes from then on)."""
+    deadline = time.monotonic() + limit
+    while not all(path.exists() for path in reports):
+        if any(worker.poll() is not None for worker in workers):
+            raise SystemExit("a worker exited before it started consuming")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the workers did not start consuming within {limit:.0f} s")
+        time.sleep(0.05)
 
 
 def table(label: str, reports: list[Path], accepted: int, started: float) -> Any:
@@ -195,6 +209,8 @@ def demo(broker: Broker, seconds: float) -> None:
             )  # fmt: skip
             while not answers(port):
                 time.sleep(0.05)
+            # the load starts once both workers consume (each writes its report then)
+            _wait_for_workers(reports, processes[:2])
             print(
                 f"producer on http://127.0.0.1:{port}/orders; workers w1, w2; "
                 f"{broker.label} at {url}"

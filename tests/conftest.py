@@ -52,10 +52,15 @@ _EXIT_WITHIN = 60.0
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run on a thread a test left behind: a non-daemon thread that is still
     running (a blocked plain handler, say) would otherwise keep the interpreter from
-    exiting after the summary, and CI would hang instead of failing."""
+    exiting after the summary, and CI would hang instead of failing.
+
+    Under pytest-xdist this runs in each worker, whose exit status the controller
+    ignores: a worker hands its report to the controller (``workeroutput``), which
+    prints it and fails the run (:func:`pytest_testnodedown`)."""
     deadline = time.monotonic() + 5.0  # idle anyio worker threads stop on their own
     while (left := _leftover_threads()) and time.monotonic() < deadline:
         time.sleep(0.05)
+    reports: list[str] = session.config.stash.get(_WORKER_REPORTS, [])
     if left:
         frames = sys._current_frames()
         report = [f"{len(left)} non-daemon thread(s) still running after the tests:"]
@@ -63,8 +68,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             frame = frames.get(thread.ident or -1)
             stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
             report.append(f"--- {thread.name}\n{stack}")
-        print("\n".join(report), file=sys.stderr)
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller reports, fails
+            workeroutput[_LEFTOVER_KEY] = "\n".join(report)
+        else:
+            reports.append("\n".join(report))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if reports:
+        print("\n".join(reports), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_LEFTOVER_KEY = "eventcore_leftover_threads"
+_WORKER_REPORTS = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: keep a worker's report of leftover threads."""
+    report = getattr(node, "workeroutput", {}).get(_LEFTOVER_KEY)
+    if report:
+        node.config.stash.setdefault(_WORKER_REPORTS, []).append(f"[{node.gateway.id}] {report}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,12 +30,11 @@ def test_every_seed_replays_without_a_crash(target: str) -> None:
     importlib.util.find_spec("atheris") is None,
     reason="atheris is not installed (wheels for Linux x86-64 only): no bounded fuzz run",
 )
-def test_a_bounded_fuzz_run_of_every_target_finds_no_crash(tmp_path: Path) -> None:
-    # the targets run side by side (one process each), as many at once as there are cores
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        outcomes = list(pool.map(lambda t: run_target(t, BOUNDED_SECONDS, tmp_path), TARGETS))
-    for outcome in outcomes:
-        log = (tmp_path / outcome.target / "fuzz.log").read_text(errors="replace")
-        assert not outcome.crashed, f"{outcome.target} crashed: {outcome.crashes}\n{log[-4000:]}"
-        assert outcome.executions > 0, f"{outcome.target} ran nothing\n{log[-2000:]}"
-    print(json.dumps({o.target: o.executions for o in outcomes}), file=sys.stderr)
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_a_bounded_fuzz_run_of_the_target_finds_no_crash(target: str, tmp_path: Path) -> None:
+    # one process per target; pytest-xdist's workers run the targets side by side
+    outcome = run_target(target, BOUNDED_SECONDS, tmp_path)
+    log = (tmp_path / outcome.target / "fuzz.log").read_text(errors="replace")
+    assert not outcome.crashed, f"{outcome.target} crashed: {outcome.crashes}\n{log[-4000:]}"
+    assert outcome.executions > 0, f"{outcome.target} ran nothing\n{log[-2000:]}"
+    print(json.dumps({outcome.target: outcome.executions}), file=sys.stderr)

@@ -2,8 +2,9 @@
 
 It consumes ``fault.jobs`` events from the given Redis and appends one line per
 handled event to ``--out`` (``handled <n>``, flushed at once, so a SIGKILL loses
-nothing written), after a first line ``consumer <name>``. With ``--crash-on N``
-it dies (``os._exit``) when it gets event N: a poison message.
+nothing written), after a first line ``consumer <name>`` and, once it consumes,
+``ready``. With ``--crash-on N`` it dies (``os._exit``) when it gets event N: a
+poison message.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ async def main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with bus:
+        out.write("ready\n")  # consuming from here on
         await stop.wait()
     out.close()
 

@@ -30,8 +30,12 @@ from eventcore import Dispatcher, PublishUnconfirmed, QueueFull
 from eventcore.transports.rabbitmq import RabbitMQTransport
 
 from ._history import check
+from ._servers import stopped
 from .rabbit_support import PrivateRabbit
 from .rabbit_worker import Entry, Job, service
+
+#: under pytest-xdist the module's tests share one worker, so one private node boots
+pytestmark = pytest.mark.xdist_group("rabbitmq-private-node")
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 60.0
@@ -246,6 +250,7 @@ def test_an_unconfirmed_publish_is_sent_again_under_the_same_id(
             await bus.publish(Job(0))  # the queue exists; the node answers
             stuck = Job(1)
             os.kill(pid, signal.SIGSTOP)  # the node stops answering
+            await stopped(pid)  # once every thread took the signal (lazily, under load)
             try:
                 with pytest.raises(PublishUnconfirmed) as unconfirmed:
                     await bus.publish(stuck)
@@ -282,6 +287,9 @@ def test_a_stalled_node_answers_send_within_its_deadline(node: PrivateRabbit, pr
             await bus.publish(Job(0))
             os.kill(pid, signal.SIGSTOP)
             try:
+                # once every thread took the signal: under load the node confirmed
+                # the send below before the stop took hold
+                await stopped(pid)
                 deadline = asyncio.get_running_loop().time() + 0.3
                 with pytest.raises((PublishUnconfirmed, QueueFull)) as failed:
                     await asyncio.wait_for(transport.send(Job, Job(1), deadline=deadline), 3.0)

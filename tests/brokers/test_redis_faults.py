@@ -61,6 +61,10 @@ class Worker:
         wait_for(lambda: any(line.startswith("consumer ") for line in self.lines()))
         return next(line.split()[1] for line in self.lines() if line.startswith("consumer "))
 
+    def ready(self) -> bool:
+        """Whether the worker consumes (its dispatcher started)."""
+        return "ready" in self.lines()
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
@@ -128,6 +132,9 @@ def test_a_consumer_killed_mid_stream_loses_nothing(server: PrivateServer, tmp_p
     victim = Worker(server, tmp_path / "a.txt", delay=0.005)
     survivor = Worker(server, tmp_path / "b.txt", delay=0.005)
     try:
+        # both consume before the jobs go out: on a busy machine the victim started
+        # late, the survivor had handled all 300, and the victim never reached 20
+        wait_for(lambda: victim.ready() and survivor.ready())
         published = publish(url, range(300))
         wait_for(lambda: len(victim.handled()) >= 20)
         name = victim.consumer()

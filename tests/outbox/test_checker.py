@@ -32,6 +32,10 @@ from tests.brokers._servers import PrivateServer, private_nats
 
 from .support import PrivatePostgres, private_directory
 
+#: under pytest-xdist the module's tests share one worker, so one pair of private
+#: servers starts
+pytestmark = pytest.mark.xdist_group("checker-private-servers")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -176,6 +180,16 @@ def new_cluster(servers: Servers) -> Iterator[Cluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def committed_orders(cluster: Cluster) -> int:
+    """The orders committed so far (0 while PostgreSQL does not answer)."""
+    import asyncpg
+
+    try:
+        return cluster.count("SELECT count(*) FROM orders")
+    except (OSError, asyncpg.PostgresError):
+        return 0
+
+
 #: where the app kills itself, in turn at each of its starts ("": it is killed from
 #: outside, at a random moment, usually while its relay sends)
 ALL_DEATHS = ("before-commit", "after-commit", "")
@@ -193,6 +207,9 @@ class Plan:
     deaths: tuple[str, ...] = ALL_DEATHS
     needed: tuple[str, ...] = ()
     limit: float = 60.0
+    #: orders the app must have committed before the run stops (on a busy machine
+    #: ``seconds`` alone committed too few to exercise the crashes)
+    orders: int = 0
 
 
 def app_options(cluster: Cluster, plan: Plan, start: int) -> list[str]:
@@ -221,7 +238,9 @@ def run_checker(cluster: Cluster, plan: Plan) -> Verdict:
         if elapsed > plan.limit:
             return True
         kills = cluster.self_kills() + cluster.kills
-        return elapsed > plan.seconds and restarted_pg and all(kills[k] for k in plan.needed)
+        if not (elapsed > plan.seconds and restarted_pg and all(kills[k] for k in plan.needed)):
+            return False
+        return not plan.orders or committed_orders(cluster) > plan.orders
 
     while not done():
         time.sleep(rng.uniform(0.5, 1.5))
@@ -296,7 +315,8 @@ def test_each_committed_order_is_charged_exactly_once_across_crashes(servers: Se
             "SIGKILL app",
             "SIGKILL consumer",
         )
-        verdict = run_checker(cluster, Plan("outbox", "inbox", 16, chaos=True, needed=needed))
+        plan = Plan("outbox", "inbox", 16, chaos=True, needed=needed, orders=100)
+        verdict = run_checker(cluster, plan)
     assert verdict.orders > 100
     assert verdict.kills["PostgreSQL crash + restart"] == 1
     assert verdict.kills["SIGKILL app"] >= 1

@@ -6,7 +6,8 @@ from bench.wire import run
 
 
 def test_the_wire_benchmark_runs_every_case() -> None:
-    rows = run(True, number=5, rounds=1)
+    # best of 3 rounds: one round preempted on a busy machine rounded a ratio to 0.00
+    rows = run(True, number=5, rounds=3)
     assert len(rows) == 12  # 3 kinds x 2 formats x 2 sizes
     for row in rows:
         assert row["message_bytes"] > row["payload_bytes"]  # the envelope is on top
