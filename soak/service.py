@@ -30,6 +30,7 @@ import psutil
 from eventcore import DeadLetter, Dispatcher, EventcoreError, QueueFull
 from eventcore._demo import POLICIES
 
+from . import trim
 from .events import (
     BY_NAME,
     NAMES,
@@ -245,8 +246,11 @@ async def faults(bus: Dispatcher, ledger: Ledger, numbers: Numbers, life: float)
 class Sampler:
     """The process's figures and the dispatcher's counters, once a second, as JSON lines."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, trim_every: int = 0) -> None:
         self.out = out
+        #: samples between two ``malloc_trim(0)`` (0: never; see ``soak.trim``)
+        self.trim_every = trim_every if trim.available() else 0
+        self.samples = 0
         self.process = psutil.Process()
         self.bus: Dispatcher | None = None
         self.life = 0
@@ -265,12 +269,16 @@ class Sampler:
         row: dict[str, Any] = {
             "t": round(time.monotonic() - self.started, 3),
             "life": self.life,
-            "rss_mib": round(self.process.memory_info().rss / 2**20, 2),
+            "rss_mib": self._rss(),
             "fds": self.process.num_fds(),
             "threads": threading.active_count(),
             "os_threads": self.process.num_threads(),
             "tasks": len(asyncio.all_tasks()),
         }
+        if self.trim_every and self.samples % self.trim_every == 0:
+            trim.trim()
+            row["rss_trimmed_mib"] = self._rss()
+        self.samples += 1
         now = _totals(bus) if bus is not None else {}
         row.update({k: self.before.get(k, 0) + now.get(k, 0) for k in {*self.before, *now}})
         row["backlog"] = now.get("queued", 0) + now.get("in_flight", 0)
@@ -279,6 +287,10 @@ class Sampler:
             row["ledger_early"] = len(self.ledger.early)
         row["broken"] = _broken(bus) if bus is not None else []
         return row
+
+    def _rss(self) -> float:
+        rss: int = self.process.memory_info().rss
+        return round(rss / 2**20, 2)
 
     async def run(self) -> None:
         while True:
@@ -321,7 +333,7 @@ async def serve(args: argparse.Namespace) -> None:
     out = Path(args.out)
     ledger, numbers = Ledger(), Numbers()
     with (out / "samples.jsonl").open("w") as samples:
-        sampler = Sampler(samples)
+        sampler = Sampler(samples, trim_every=args.trim_every)
         sampler.ledger = ledger
         ends = time.monotonic() + args.feed
         async with anyio.create_task_group() as tg:
@@ -420,6 +432,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--life", type=float, default=40.0, help="seconds between restarts")
     parser.add_argument("--settle", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=1.0, help="traffic, x the base rate")
+    parser.add_argument("--trim-every", type=int, default=10,
+                        help="samples between two malloc_trim(0) (0: never)")  # fmt: skip
     parser.add_argument("--worker", action="store_true")
     return parser.parse_args(argv)
 
