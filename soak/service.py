@@ -14,10 +14,10 @@ Memory is sampled as it matters for a leak (docs/CONTRIBUTING.md has the figures
 - a closed dispatcher is left in reference cycles (its parts refer to it; the
   broker clients' parts to each other): about 45 KiB in memory, 85 KiB with
   NATS, 220 KiB with Redis that only the cyclic garbage collector frees. Its
-  full collection comes every 5 to 10 of the soak's 40-second lives, so several
-  dead dispatchers piled up, were freed at once, and each pile raised what the
-  allocators keep. A service does not restart its dispatcher every 40 seconds:
-  the soak collects each life's dispatcher as the next one starts
+  full collection came every 4 to 6 minutes (6 to 9 of the soak's 40-second
+  lives), so dead dispatchers piled up, were freed at once, and each pile raised
+  what the allocators keep. A service does not restart its dispatcher every 40
+  seconds: the soak collects each life's dispatcher as the next one starts
   (``collected`` in the samples: the objects it freed);
 - glibc keeps freed heap pages resident: every ``--trim-every`` samples the
   sampler reads RSS, calls ``malloc_trim(0)`` and reads it again
@@ -364,7 +364,7 @@ async def serve(args: argparse.Namespace) -> None:
                 bus = build(args, ledger, hang=True)
                 sampler.bus, sampler.life = bus, sampler.life + 1
                 # the last life's dispatcher is garbage now, in reference cycles: freed
-                # now, not by a full collection 5 to 10 lives later (see the module doc)
+                # now, not by a full collection 6 to 9 lives later (see the module doc)
                 sampler.collected = gc.collect()
                 async with AsyncExitStack() as stack:
                     if not await start(stack, bus, ends):

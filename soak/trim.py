@@ -1,28 +1,26 @@
 """RSS after glibc gave back what it kept: the figure the soak's memory verdict is on.
 
-A process's RSS counts memory its allocator holds, not only memory it uses. glibc's
-``malloc`` keeps freed chunks for reuse and returns pages to the OS only when the
-top of the heap is free for ``M_TRIM_THRESHOLD`` (128 KiB) or when asked with
-``malloc_trim``; pages in the middle of the heap whose chunks are all free stay
-resident. Under bursts (a queue filling with thousands of events, a broker restart
-piling up buffers), the heap's high-water mark rises, and what is freed stays
-counted: RSS climbs in small steps that are not a leak, and that do not all come
-back once the bursts end.
+A process's RSS counts memory its allocators hold, not only memory it uses.
+glibc's ``malloc`` keeps freed chunks for reuse and gives pages back to the OS
+only when the top of its heap is free past ``M_TRIM_THRESHOLD`` (128 KiB) or when
+asked with ``malloc_trim``; pages in the middle of the heap whose chunks are all
+free stay resident. After a burst (a queue filled with thousands of events, a
+broker restart piling up buffers, a pile of garbage freed at once) what was
+freed stays counted, and RSS climbs in steps that are not a leak.
 
-So each sampler, every ``--trim-every`` samples, reads RSS (``rss_mib``, what the
+So the sampler, every ``--trim-every`` samples, reads RSS (``rss_mib``, what the
 process holds), calls ``malloc_trim(0)`` and reads RSS again
 (``rss_trimmed_mib``, what it holds once glibc gave back its free pages). The
-verdict on memory is on the trimmed figure; the untrimmed one is plotted and
-reported beside it. A leak (objects kept, buffers kept) is in use, so trimming
-cannot hide it: the trimmed figure grows as much.
-
-Why, measured (docs/CONTRIBUTING.md has the figures): on NATS the untrimmed RSS
-rose while ``tracemalloc``'s current size, the Python objects by type, pymalloc's
-arenas and glibc's bytes in use (``mallinfo2().uordblks``) stayed flat; glibc's
-free bytes and heap size rose instead, and ``malloc_trim(0)`` gave them back.
+memory verdict is on the trimmed figure; the untrimmed one is reported and
+plotted beside it. A leak is memory in use, which no trim gives back: the
+trimmed figure grows as much. (pymalloc, which holds Python's small objects,
+has no such call: an arena of 1 MiB stays mapped while one of its objects
+lives. The soak keeps them few by collecting each dead dispatcher at once: see
+``soak.service``, and docs/CONTRIBUTING.md for the figures.)
 
 Elsewhere than Linux with glibc (musl, macOS) there is no ``malloc_trim``:
-:func:`trim` returns False and the soak judges the untrimmed RSS.
+:func:`available` is False, no trimmed figure is sampled and the soak judges the
+untrimmed RSS.
 """
 
 from __future__ import annotations
