@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .verdict import TOLERANCES, judge
+from .verdict import MEMORY, TOLERANCES, TRIMMED, judge
 
 COUNTERS = ("accepted", "handled", "failed", "dropped", "refused", "evicted", "abandoned")
 HERE = Path(__file__).parent
@@ -33,6 +33,8 @@ SETTLE = 30.0
 WORKER_DOWN, WORKER_EVERY = 3.0, 30.0
 #: seconds between broker restarts (the first at half of it)
 BROKER_EVERY = 60.0
+#: trimmed RSS samples a run needs for the memory verdict to be on them
+MIN_TRIMMED = 5
 
 
 @dataclass
@@ -97,7 +99,8 @@ def start_backend(name: str, out: Path, scratch: Path, args: argparse.Namespace)
     rate = "1.0" if name == "memory" else "0.3"
     backend.service = backend.spawn(
         "--out", str(folder), "--feed", str(args.feed), "--settle", str(SETTLE - 5),
-        "--rate", rate, "--life", str(args.life), log="service.log",
+        "--rate", rate, "--life", str(args.life), "--trim-every", str(args.trim_every),
+        log="service.log",
     )  # fmt: skip
     return backend
 
@@ -139,11 +142,22 @@ def judge_backend(backend: Backend, feed: float) -> dict[str, Any]:
     during = [s for s in samples if s["t"] <= feed]
     failures: list[str] = []
     growth = []
+    lines = []
+    # the memory verdict is on the RSS after malloc_trim when the service trimmed
+    # (soak/trim.py says why); the untrimmed RSS is then judged for information only
+    trimmed = sum(1 for s in during if TRIMMED in s) >= MIN_TRIMMED
     if len(during) >= 20:
-        times = [s["t"] for s in during]
         for figure in TOLERANCES:
-            verdict = judge(figure, times, [float(s[figure]) for s in during])
+            if figure == TRIMMED and not trimmed:
+                continue
+            series = [s for s in during if figure in s]
+            times = [s["t"] for s in series]
+            verdict = judge(figure, times, [float(s[figure]) for s in series])
             growth.append(verdict)
+            if figure == MEMORY and trimmed:
+                lines.append(f"{verdict.line()}  (not judged: {TRIMMED} is)")
+                continue
+            lines.append(verdict.line())
             if verdict.grows:
                 failures.append(f"{figure} grows: {verdict.line()}")
     else:
@@ -169,7 +183,7 @@ def judge_backend(backend: Backend, feed: float) -> dict[str, Any]:
         "lives": last.get("life"),
         "faults": backend.faults,
         "growth": [asdict(g) for g in growth],
-        "growth_lines": [g.line() for g in growth],
+        "growth_lines": lines,
         "failures": failures,
     }
 
@@ -237,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--life", type=float, default=40.0, help="seconds between restarts")
     parser.add_argument("--rejudge", action="store_true", help="judge the run in --out again")
+    parser.add_argument(
+        "--trim-every",
+        type=int,
+        default=10,
+        help="samples between two malloc_trim(0) in a service, RSS read before and after "
+        "(0: never; the verdict is then on the untrimmed RSS; see soak/trim.py)",
+    )
     args = parser.parse_args(argv)
     args.feed = max(30.0, args.minutes * 60 - SETTLE)
     args.out.mkdir(parents=True, exist_ok=True)

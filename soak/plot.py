@@ -10,10 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .verdict import judge
+from .verdict import MEMORY, TRIMMED, judge
 
 FIGURES = (
-    ("rss_mib", "RSS (MiB)"),
+    (MEMORY, "RSS (MiB) after\nmalloc_trim; faint:\nbefore"),
     ("fds", "open fds"),
     ("tasks", "asyncio tasks"),
     ("threads", "threads"),
@@ -38,17 +38,25 @@ def plot(out: Path, backends: list[str], feed: float) -> Path:
             for r in json.loads(report.read_text()):
                 if r["backend"] == name:
                     faults = [t for t, what in r["faults"] if what == "broker restarted"]
+        trimmed = [s for s in samples if TRIMMED in s]
         for ax, (figure, label) in zip(axes, FIGURES, strict=True):
             values = [s.get(figure, 0) for s in samples]
-            ax.plot(times, values, color=COLORS.get(name), linewidth=0.8, label=name)
+            judged, shown = figure, samples
+            if figure == MEMORY and trimmed:  # the judged line solid, the untrimmed faint
+                ax.plot(times, values, color=COLORS.get(name), linewidth=0.6, alpha=0.3)
+                judged, shown = TRIMMED, trimmed
+                ax.plot([s["t"] / 60 for s in shown], [s[TRIMMED] for s in shown],
+                        color=COLORS.get(name), linewidth=0.9, label=name)  # fmt: skip
+            else:
+                ax.plot(times, values, color=COLORS.get(name), linewidth=0.8, label=name)
             ax.set_ylabel(label, fontsize=8)
             for t in faults:
                 ax.axvline(t / 60, color=COLORS.get(name), alpha=0.15, linewidth=0.8)
-            during = [(s["t"], float(s.get(figure, 0))) for s in samples if s["t"] <= feed]
-            if figure not in ("accepted",) and len(during) >= 20:
-                verdict = judge(figure, [t for t, _ in during], [v for _, v in during])
+            during = [(s["t"], float(s.get(judged, 0))) for s in shown if s["t"] <= feed]
+            if judged != "accepted" and len(during) >= (5 if judged == TRIMMED else 20):
+                verdict = judge(judged, [t for t, _ in during], [v for _, v in during])
                 if verdict.grows:
-                    ax.set_title(f"{name}: {figure} GROWS", color="red", fontsize=8)
+                    ax.set_title(f"{name}: {judged} GROWS", color="red", fontsize=8)
     axes[0].legend(loc="upper left", fontsize=8, ncol=3)
     axes[-1].set_xlabel("minutes (shaded: broker restarts; after the dashed line: settling)")
     for ax in axes:

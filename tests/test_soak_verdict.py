@@ -3,9 +3,16 @@ warm-up steps and sawtooths are flat; a steady leak, even a slow one, grows."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from soak import trim
+from soak.__main__ import Backend, judge_backend
 from soak.verdict import judge, theil_sen
 
 SECONDS = [float(t) for t in range(1800)]  # half an hour, one sample a second
@@ -64,3 +71,51 @@ def test_a_fast_leak_grows_within_two_minutes() -> None:
     seconds = [float(t) for t in range(90)]  # the CI soak's 90 s of traffic
     values = [26.0 + 8.0 * t / 60 for t in seconds]
     assert judge("rss_mib", seconds, values).grows
+
+
+def _run(tmp_path: Path, rss: list[float], trimmed: list[float] | None) -> dict[str, Any]:
+    """judge_backend on a finished NATS run whose samples hold *rss* (and, every tenth
+    sample, *trimmed*: the RSS after malloc_trim)."""
+    folder = tmp_path / "nats"
+    folder.mkdir()
+    rows = []
+    for t, value in enumerate(rss):
+        row: dict[str, Any] = {"t": float(t), "rss_mib": value, "fds": 9, "tasks": 30,
+                               "threads": 1, "backlog": 0, "broken": []}  # fmt: skip
+        if trimmed is not None and t % 10 == 0:
+            row["rss_trimmed_mib"] = trimmed[t]
+        rows.append(json.dumps(row))
+    (folder / "samples.jsonl").write_text("\n".join(rows) + "\n")
+    (folder / "ledger.json").write_text(json.dumps({"lost": 0}))
+    return judge_backend(Backend("nats", folder), feed=len(rss))
+
+
+def test_memory_is_judged_after_malloc_trim_when_the_service_trimmed(tmp_path: Path) -> None:
+    # glibc keeping freed pages: the untrimmed RSS climbs (here 5 MiB in half an
+    # hour), the RSS after malloc_trim does not
+    rss = [42.4 + 0.003 * t for t in SECONDS]
+    result = _run(tmp_path, rss, trimmed=noisy(41.0, 0.2))
+    assert result["failures"] == [], result["failures"]
+    figures = [g["figure"] for g in result["growth"]]
+    assert figures[:2] == ["rss_mib", "rss_trimmed_mib"]
+    assert result["growth"][0]["grows"]  # reported, not judged
+    assert "not judged" in result["growth_lines"][0]
+
+
+def test_a_leak_grows_after_malloc_trim_too(tmp_path: Path) -> None:
+    leak = [41.0 + 0.0025 * t for t in SECONDS]  # in use: trimming gives nothing back
+    result = _run(tmp_path, [v + 1.0 for v in leak], trimmed=leak)
+    assert [f for f in result["failures"] if f.startswith("rss_trimmed_mib grows")]
+
+
+def test_without_trimmed_samples_the_untrimmed_rss_is_judged(tmp_path: Path) -> None:
+    rss = [42.4 + 0.0025 * t for t in SECONDS]  # not glibc, or --trim-every 0
+    result = _run(tmp_path, rss, trimmed=None)
+    assert [f for f in result["failures"] if f.startswith("rss_mib grows")]
+    assert "rss_trimmed_mib" not in [g["figure"] for g in result["growth"]]
+
+
+def test_trim_gives_the_free_heap_back_on_glibc() -> None:
+    if not trim.available():
+        pytest.skip("no malloc_trim here (not glibc)")
+    assert trim.trim()
