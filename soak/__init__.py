@@ -2,6 +2,7 @@
 and Redis, faults on a schedule, the process sampled each second.
 
 - ``events``: the service's event types and their settings (the demo's policies)
+- ``ledger``: every accepted event must reach a handler or a dead letter, counted
 - ``service``: one service process (``python -m soak.service``): feeds, handlers,
   its own faults, a sampler, the ledger of accepted events; or a bare worker
 - ``trim``: RSS after ``malloc_trim(0)``, the figure the memory verdict is on

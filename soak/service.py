@@ -49,8 +49,6 @@ from eventcore._demo import POLICIES
 
 from . import trim
 from .events import (
-    BY_NAME,
-    NAMES,
     SHAPE,
     Order,
     PageView,
@@ -60,83 +58,10 @@ from .events import (
     configure,
     cost,
 )
+from .ledger import Ledger
 
 #: events a handler of Reading may take before it times out
 READING_TIMEOUT = 0.02
-
-
-class Ledger:
-    """Accepted events not yet accounted for: a handler began, or a dead letter.
-
-    Bounded, so that the soak does not measure its own book-keeping: an event leaves
-    ``pending`` at its first outcome; an outcome that comes first (a handler can
-    begin before ``publish`` returns), or again (a redelivery, a failure after the
-    start), waits in ``early`` for ``EARLY`` seconds.
-    """
-
-    EARLY = 60.0
-
-    def __init__(self, journal: TextIO | None = None) -> None:
-        self.pending: dict[tuple[str, int], float] = {}
-        self.early: dict[tuple[str, int], float] = {}
-        self.accepted = self.outcomes = 0
-        self.journal = journal  # a worker's: it keeps nothing, the service reads the file
-        self.offsets: dict[Path, int] = {}
-
-    def accept(self, event: Any) -> None:
-        self._accept((NAMES[type(event)], event.n))
-
-    def see(self, event: Any) -> None:
-        self._outcome("seen", (NAMES[type(event)], event.n))
-
-    def bury(self, event: Any) -> None:
-        if type(event) in NAMES:
-            self._outcome("dead", (NAMES[type(event)], event.n))
-
-    def _accept(self, key: tuple[str, int]) -> None:
-        if self.journal is not None:
-            self.journal.write(f"accepted {key[0]} {key[1]}\n")
-            return
-        self.accepted += 1
-        if self.early.pop(key, None) is None:
-            self.pending[key] = time.monotonic()
-
-    def _outcome(self, kind: str, key: tuple[str, int]) -> None:
-        if self.journal is not None:
-            self.journal.write(f"{kind} {key[0]} {key[1]}\n")
-            return
-        self.outcomes += 1
-        if self.pending.pop(key, None) is None:
-            self.early[key] = time.monotonic()
-
-    def expire(self) -> None:
-        """Forget outcomes that waited ``EARLY`` seconds for an acceptance."""
-        limit = time.monotonic() - self.EARLY
-        for key in [k for k, at in self.early.items() if at < limit]:
-            del self.early[key]
-
-    def follow(self, path: Path) -> None:
-        """Apply the lines a worker added to its journal since the last call."""
-        if not path.exists():
-            return
-        with path.open("rb") as journal:
-            journal.seek(self.offsets.get(path, 0))
-            chunk = journal.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        self.offsets[path] = self.offsets.get(path, 0) + len(complete)
-        for line in complete.decode().splitlines():
-            kind, _, rest = line.partition(" ")
-            name, _, number = rest.partition(" ")
-            if name not in BY_NAME:
-                continue
-            if kind == "accepted":
-                self._accept((name, int(number)))
-            elif kind in ("seen", "dead"):
-                self._outcome(kind, (name, int(number)))
-
-    def lost(self) -> list[tuple[str, int]]:
-        """Accepted events that no handler began and no dead letter reports (yet)."""
-        return sorted(self.pending)
 
 
 class Numbers:

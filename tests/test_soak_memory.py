@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from soak.events import Order, Payment, Reading
-from soak.service import Ledger, _publish, build, options
+from soak.ledger import Ledger
+from soak.service import _publish, build, options
 
 
 @pytest.mark.anyio
