@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +129,7 @@ class Publisher:
                 # one pipeline at a time (this one grows meanwhile), but not past the
                 # deadlines of all its publishes: a stalled pipeline ahead holds them
                 while self._flying is not None and not _overdue(batch):
-                    with anyio.move_on_after(remaining(_latest_deadline(batch))):
+                    with anyio.move_on_after(remaining(_latest_deadline(batch.items))):
                         await self._flying.wait()
                 if self._batch is batch:
                     self._batch = None
@@ -258,10 +259,8 @@ class Publisher:
     def _bound(batch: Batch, todo: list[int]) -> float | None:
         """How long one pipeline may take: until the latest deadline among *todo*, at
         least ``ANSWER_FLOOR`` (None when one of them has none: ``RECONNECT_FOR``)."""
-        deadlines = [item.deadline for i in todo if (item := batch.items[i]) is not None]
-        if not deadlines or any(d is None for d in deadlines):
-            return None
-        return answer_wait(RECONNECT_FOR, max(d for d in deadlines if d is not None))
+        latest = _latest_deadline(batch.items[i] for i in todo)
+        return None if latest is None else answer_wait(RECONNECT_FOR, latest)
 
     def _expire(self, batch: Batch, todo: list[int]) -> list[int]:
         """*todo* without the items whose deadline passed (answered now)."""
@@ -298,9 +297,9 @@ class Publisher:
         )
 
 
-def _latest_deadline(batch: Batch) -> float | None:
-    """The last deadline among *batch*'s publishes (None when one has none)."""
-    deadlines = [item.deadline for item in batch.items if item is not None]
+def _latest_deadline(items: Iterable[Item | None]) -> float | None:
+    """The last deadline among *items* (None when one has none, or there are none)."""
+    deadlines = [item.deadline for item in items if item is not None]
     if not deadlines or None in deadlines:
         return None
     return max(d for d in deadlines if d is not None)
@@ -308,7 +307,7 @@ def _latest_deadline(batch: Batch) -> float | None:
 
 def _overdue(batch: Batch) -> bool:
     """Whether the deadline of every publish in *batch* passed."""
-    latest = _latest_deadline(batch)
+    latest = _latest_deadline(batch.items)
     return latest is not None and latest <= anyio.current_time()
 
 
